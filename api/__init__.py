@@ -1,0 +1,1 @@
+"""The composition root: settings, database (embedded or external), HTTP API and CLI."""

@@ -1,0 +1,1 @@
+"""The pure domain of incident-ledger: commands, aggregates, their events and rules."""

@@ -1,0 +1,1 @@
+"""Command handlers, one per command, registered on the IncidentLedger."""

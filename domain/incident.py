@@ -1,0 +1,279 @@
+"""The incident (SOP 2, 10): its commands, status machine, aggregate and nested events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+from uuid import UUID
+
+from eventsourcing.domain import event
+from pydantic import AwareDatetime, Field, model_validator
+
+from domain.base import Aggregate, Command, Meta, Role, RuleViolation, require, stable_id
+from domain.severity import Severity, SeverityAssessment, SeverityDecision
+
+MANAGERS = frozenset({Role.INCIDENT_MANAGER})
+RESPONDERS = frozenset({Role.INCIDENT_MANAGER, Role.TECHNICAL_SUPPORT})
+Text = Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class Category(StrEnum):
+    INQUIRY_HELP = "inquiry/help"
+    SOFTWARE = "software"
+    HARDWARE = "hardware"
+    NETWORK = "network"
+    DATABASE = "database"
+
+
+class Level(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+S = IncidentStatus
+TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    S.OPEN: frozenset({S.IN_PROGRESS, S.MONITORING, S.RESOLVED}),
+    S.IN_PROGRESS: frozenset({S.MONITORING, S.RESOLVED}),
+    S.MONITORING: frozenset({S.IN_PROGRESS, S.RESOLVED}),
+    S.RESOLVED: frozenset({S.CLOSED, S.IN_PROGRESS}),
+    S.CLOSED: frozenset(),
+}
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+class IncidentCommand(Command):
+    """A command on one existing incident (by UUID or number), optionally version-checked."""
+
+    incident: str = Field(description="Incident UUID or number (INC0000001).")
+    expected_version: int | None = Field(
+        default=None, ge=1, description="Refuse with 409 unless the incident is at this version."
+    )
+
+
+class OpenIncident(Command):
+    """SOP 2.1: record a new incident; severity given or derived from the assessment."""
+
+    roles = MANAGERS
+    title: Annotated[str, Field(min_length=1, max_length=300)]
+    description: Text
+    category: Category
+    impact: Level
+    urgency: Level
+    reported_by: UUID
+    detection_time: AwareDatetime
+    severity: Severity | None = None
+    assessment: SeverityAssessment | None = None
+    assigned_to: UUID | None = None
+    configuration_items: list[UUID] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _severity_or_assessment(self) -> Self:
+        if self.severity is None and self.assessment is None:
+            raise ValueError("give either 'severity' or a severity 'assessment'")
+        if len(set(self.configuration_items)) != len(self.configuration_items):
+            raise ValueError("'configuration_items' lists a configuration item twice")
+        return self
+
+
+class AcknowledgeIncident(IncidentCommand):
+    """Acknowledge the incident; the first acknowledgment ends the MTTA clock."""
+
+    roles = RESPONDERS
+
+
+class AssignIncident(IncidentCommand):
+    """SOP 2.2: assign the incident to an (active) incident manager."""
+
+    roles = MANAGERS
+    assigned_to: UUID
+
+
+class ChangeIncidentStatus(IncidentCommand):
+    """SOP 2.2: move the incident along its status machine (resolve, close, reopen...)."""
+
+    roles = RESPONDERS
+    status: IncidentStatus
+
+
+class UpdateIncidentDetails(IncidentCommand):
+    """SOP 2.2: change title, description, category, impact, urgency or severity."""
+
+    roles = MANAGERS
+    title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    description: Text | None = None
+    category: Category | None = None
+    impact: Level | None = None
+    urgency: Level | None = None
+    severity: Severity | None = None
+    assessment: SeverityAssessment | None = None
+
+
+class LinkCIToIncident(IncidentCommand):
+    """SOP 10: attribute the incident to a configuration item."""
+
+    roles = MANAGERS
+    configuration_item: UUID
+
+
+# --- aggregate ------------------------------------------------------------------------------------
+
+
+class Incident(Aggregate):
+    @staticmethod
+    def create_id(number: str, **_: Any) -> UUID:
+        return stable_id("record", number)
+
+    field_types = {"category": Category, "impact": Level, "urgency": Level}
+
+    @event("Opened")
+    def __init__(
+        self,
+        meta: Meta,
+        number: str,
+        title: str,
+        description: str,
+        category: Category,
+        severity: Severity,
+        impact: Level,
+        urgency: Level,
+        reported_by: UUID,
+        assigned_to: UUID | None,
+        detection_time: datetime,
+        assessment: SeverityAssessment | None,
+        decision: SeverityDecision | None,
+    ) -> None:
+        self.number = number
+        self.title = title
+        self.description = description
+        self.category = category
+        self.severity = severity
+        self.impact = impact
+        self.urgency = urgency
+        self.reported_by = reported_by
+        self.assigned_to = assigned_to
+        self.detection_time = detection_time
+        self.status = IncidentStatus.OPEN
+        self.acknowledged_at: datetime | None = None
+        self.resolved_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.reopen_count = 0
+        self.problem_id: UUID | None = None
+        self.ci_ids: list[UUID] = []
+
+    # rules, then the event -------------------------------------------------------------------
+
+    def require_not_closed(self) -> None:
+        require(
+            self.status != IncidentStatus.CLOSED,
+            "incident.closed",
+            f"Incident {self.number} is closed; a closed incident cannot change.",
+        )
+
+    def acknowledge(self, meta: Meta) -> None:
+        self.require_not_closed()
+        if self.acknowledged_at is not None:
+            raise RuleViolation(
+                "incident.already_acknowledged",
+                f"Incident {self.number} was already acknowledged at "
+                f"{self.acknowledged_at.isoformat()}.",
+            )
+        self._acknowledged(meta)
+
+    def assign(self, meta: Meta, assigned_to: UUID) -> None:
+        self.require_not_closed()
+        require(
+            assigned_to != self.assigned_to,
+            "incident.already_assigned",
+            f"Incident {self.number} is already assigned to that user.",
+        )
+        self._assigned(meta, assigned_to, self.assigned_to)
+
+    def change_status(self, meta: Meta, status: IncidentStatus) -> None:
+        allowed = TRANSITIONS[self.status]
+        if status not in allowed:
+            raise RuleViolation(
+                "incident.invalid_transition",
+                f"Incident {self.number} cannot go from {self.status.value} to {status.value}; "
+                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (closed is final)'}.",
+                current_status=self.status.value,
+                allowed=sorted(s.value for s in allowed),
+            )
+        self._status_changed(meta, status, self.status)
+
+    def update_details(
+        self, meta: Meta, changes: dict[str, list[Any]], severity: Severity | None,
+        assessment: SeverityAssessment | None, decision: SeverityDecision | None,
+    ) -> None:
+        self.require_not_closed()
+        require(
+            bool(changes) or (severity is not None and severity != self.severity),
+            "incident.no_change",
+            "The update changes nothing: every given value equals the current one.",
+        )
+        if changes:
+            self._details_updated(meta, changes)
+        if severity is not None and severity != self.severity:
+            self._reprioritised(meta, severity, self.severity, assessment, decision)
+
+    def link_configuration_item(self, meta: Meta, ci_id: UUID) -> None:
+        self.require_not_closed()
+        require(
+            ci_id not in self.ci_ids,
+            "incident.ci_already_linked",
+            f"That configuration item is already linked to incident {self.number}.",
+        )
+        self._ci_linked(meta, ci_id)
+
+    # events ------------------------------------------------------------------------------------
+
+    @event("Acknowledged")
+    def _acknowledged(self, meta: Meta) -> None:
+        self.acknowledged_at = meta.occurred_at
+
+    @event("Assigned")
+    def _assigned(self, meta: Meta, assigned_to: UUID, previous: UUID | None) -> None:
+        self.assigned_to = assigned_to
+
+    @event("StatusChanged")
+    def _status_changed(
+        self, meta: Meta, status: IncidentStatus, previous: IncidentStatus
+    ) -> None:
+        if previous == IncidentStatus.RESOLVED and status == IncidentStatus.IN_PROGRESS:
+            self.reopen_count += 1
+        if status == IncidentStatus.RESOLVED:
+            self.resolved_at = meta.occurred_at
+        if status == IncidentStatus.CLOSED:
+            self.closed_at = meta.occurred_at
+        self.status = status
+
+    @event("DetailsUpdated")
+    def _details_updated(self, meta: Meta, changes: dict[str, list[Any]]) -> None:
+        self.apply_changes(changes)
+
+    @event("Reprioritised")
+    def _reprioritised(
+        self,
+        meta: Meta,
+        severity: Severity,
+        previous: Severity,
+        assessment: SeverityAssessment | None,
+        decision: SeverityDecision | None,
+    ) -> None:
+        self.severity = severity
+
+    @event("ConfigurationItemLinked")
+    def _ci_linked(self, meta: Meta, ci_id: UUID) -> None:
+        self.ci_ids.append(ci_id)

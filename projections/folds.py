@@ -1,0 +1,162 @@
+"""Pure folds: one stored event in, the row changes of each read model out. No IO here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from domain.base import DomainEvent
+from domain.incident import Incident
+from domain.parties import User
+
+BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
+INCIDENT_COLUMNS = (
+    "number", "title", "description", "category", "severity", "impact", "urgency",
+    "reported_by", "assigned_to", "detection_time",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Add `by` to a numeric column."""
+
+    by: int = 1
+
+
+@dataclass(frozen=True)
+class Append:
+    """Append `item` to an array column."""
+
+    item: Any
+
+
+@dataclass(frozen=True)
+class Row:
+    """Insert (or upsert when `upsert`), or update the row with `key`, in `table`."""
+
+    table: str
+    key: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+    op: str = "update"  # "insert" | "upsert" | "update"
+
+
+def payload(event: DomainEvent) -> dict[str, Any]:
+    """The event's own fields, JSON-ready (enums and UUIDs as strings)."""
+    return {
+        k: v for k, v in event.model_dump(mode="json").items() if k not in BASE_FIELDS
+    }
+
+
+def event_name(event: BaseModel) -> str:
+    return type(event).__qualname__
+
+
+# --- current state: incidents and users --------------------------------------------------------
+
+
+def incident_rows(event: DomainEvent) -> list[Row]:
+    key = {"id": event.originator_id}
+    common = {"version": event.originator_version, "updated_at": event.timestamp}
+    meta = event.meta
+    match event:
+        case Incident.Opened():
+            values = {c: getattr(event, c) for c in INCIDENT_COLUMNS}
+            values |= {"status": "open", "reopen_count": 0, "created_at": event.timestamp}
+            return [Row("incident_view", key, values | common, op="insert")]
+        case Incident.Acknowledged():
+            return [Row("incident_view", key, {"acknowledged_at": meta.occurred_at} | common)]
+        case Incident.Assigned(assigned_to=assigned_to):
+            return [Row("incident_view", key, {"assigned_to": assigned_to} | common)]
+        case Incident.StatusChanged(status=status, previous=previous):
+            values: dict[str, Any] = {"status": status.value}
+            if status == "resolved":
+                values["resolved_at"] = meta.occurred_at
+            if status == "closed":
+                values["closed_at"] = meta.occurred_at
+            if previous == "resolved" and status == "in_progress":
+                values["reopen_count"] = Increment(1)
+            return [Row("incident_view", key, values | common)]
+        case Incident.DetailsUpdated(changes=changes):
+            return [Row("incident_view", key, {k: v[1] for k, v in changes.items()} | common)]
+        case Incident.Reprioritised(severity=severity):
+            return [Row("incident_view", key, {"severity": severity.value} | common)]
+        case Incident.ConfigurationItemLinked(ci_id=ci_id):
+            return [Row("incident_view", key, {"ci_ids": Append(ci_id)} | common)]
+    return []
+
+
+def user_rows(event: DomainEvent) -> list[Row]:
+    key = {"id": event.originator_id}
+    match event:
+        case User.Registered():
+            return [Row("user_view", key, payload(event), op="upsert")]
+        case User.Updated(changes=changes):
+            return [Row("user_view", key, {k: v[1] for k, v in changes.items()})]
+        case User.StatusChanged(status=status):
+            return [Row("user_view", key, {"status": status.value})]
+    return []
+
+
+# --- audit timeline ------------------------------------------------------------------------------
+
+def changes_of(event: DomainEvent) -> dict[str, list[Any]]:
+    """What the event changed, as {field: [before, after]}."""
+    data = payload(event)
+    if "changes" in data:
+        return dict(data["changes"])
+    if "previous" in data:
+        previous = data.pop("previous")
+        # The one field that moved has a before; context (an assessment) is shown as added.
+        main = next(iter(data))
+        return {main: [previous, data.pop(main)]} | {
+            name: [None, value] for name, value in data.items() if value is not None
+        }
+    if not data:  # a bare fact, such as an acknowledgment: it stamps the time
+        stamp = event_name(event).rsplit(".", 1)[-1].lower() + "_at"
+        return {stamp: [None, event.meta.occurred_at.isoformat()]}
+    return {name: [None, value] for name, value in data.items() if value is not None}
+
+
+def timeline_rows(event: DomainEvent, notification_id: int) -> list[Row]:
+    meta = event.meta
+    record_type, _, name = event_name(event).partition(".")
+    rows = [
+        Row(
+            "timeline_entry",
+            {"notification_id": notification_id},
+            {
+                "record_id": event.originator_id,
+                "record_type": record_type,
+                "record_version": event.originator_version,
+                "event_type": f"{record_type}.{name}",
+                "actor_id": meta.actor,
+                "occurred_at": meta.occurred_at,
+                "recorded_at": event.timestamp,
+                "command": meta.command,
+                "command_id": meta.command_id,
+                "idempotency_key": meta.idempotency_key,
+                "source": meta.source,
+                "changes": changes_of(event),
+            },
+            op="insert",
+        )
+    ]
+    if isinstance(event, Incident.Opened):
+        rows.append(Row("timeline_link", {"record_id": event.originator_id},
+                        {"incident_id": event.originator_id}, op="upsert"))
+    incident_id: UUID | None = getattr(event, "incident_id", None)
+    if incident_id is not None and event.originator_version == 1:
+        rows.append(Row("timeline_link", {"record_id": event.originator_id},
+                        {"incident_id": incident_id}, op="upsert"))
+    if isinstance(event, User.Registered):
+        values = {"first_name": event.first_name, "last_name": event.last_name}
+        rows.append(Row("timeline_actor", {"id": event.originator_id},
+                        values | {"role": event.role.value}, op="upsert"))
+    if isinstance(event, User.Updated):
+        changed = {k: v[1] for k, v in event.changes.items() if k in ("first_name", "last_name", "role")}
+        if changed:
+            rows.append(Row("timeline_actor", {"id": event.originator_id}, changed, op="update"))
+    return rows
