@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import RecordConflictError
 from eventsourcing.utils import get_topic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.base import (
     Aggregate,
@@ -51,6 +51,8 @@ class Outcome(BaseModel):
     status: str | None = None
     severity: str | None = None
     extra: dict[str, Any] = {}
+    secret: str | None = Field(default=None, exclude=True)
+    """Shown once (a new API key); never stored, so a replayed request does not show it."""
 
 
 @runtime_checkable
@@ -299,7 +301,7 @@ def handles(command_class: type[Command]) -> Callable[[Handler], Handler]:
     return register
 
 
-def outcome(aggregate: Aggregate, **extra: Any) -> Outcome:
+def outcome(aggregate: Aggregate, secret: str | None = None, **extra: Any) -> Outcome:
     def plain(name: str) -> str | None:
         value = getattr(aggregate, name, None)
         return None if value is None else str(value)
@@ -312,6 +314,7 @@ def outcome(aggregate: Aggregate, **extra: Any) -> Outcome:
         status=plain("status"),
         severity=plain("severity"),
         extra=extra,
+        secret=secret,
     )
 
 

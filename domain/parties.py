@@ -9,7 +9,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import event
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, SecretStr
 
 from domain.base import Aggregate, Command, Meta, Role, require, stable_id
 
@@ -127,11 +127,14 @@ class ReactivateUser(Command):
 
 
 class IssueApiKey(Command):
-    """Give a user an API key (shown once, stored hashed)."""
+    """Give a user an API key (shown once, stored hashed); a chosen key may be supplied."""
 
     roles = ADMIN
     user: UUID
     label: str = Field(default="", max_length=200)
+    key: SecretStr | None = Field(
+        default=None, min_length=24, description="Use this key instead of a generated one."
+    )
 
 
 class RegisterClient(Command):

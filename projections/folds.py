@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from domain.base import DomainEvent
 from domain.incident import Incident
-from domain.parties import User
+from domain.parties import ConfigurationItem, User
 
 BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
 INCIDENT_COLUMNS = (
@@ -40,7 +40,7 @@ class Row:
     table: str
     key: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
-    op: str = "update"  # "insert" | "upsert" | "update"
+    op: str = "update"  # "insert" | "upsert" | "update" | "delete"
 
 
 def payload(event: DomainEvent) -> dict[str, Any]:
@@ -85,6 +85,17 @@ def incident_rows(event: DomainEvent) -> list[Row]:
             return [Row("incident_view", key, {"severity": severity.value} | common)]
         case Incident.ConfigurationItemLinked(ci_id=ci_id):
             return [Row("incident_view", key, {"ci_ids": Append(ci_id)} | common)]
+    return []
+
+
+def ci_client_rows(event: DomainEvent) -> list[Row]:
+    match event:
+        case ConfigurationItem.AssignedToClient(client_id=client_id):
+            key = {"ci_id": event.originator_id, "client_id": client_id}
+            return [Row("ci_client", key, {}, op="insert")]
+        case ConfigurationItem.UnassignedFromClient(client_id=client_id):
+            key = {"ci_id": event.originator_id, "client_id": client_id}
+            return [Row("ci_client", key, {}, op="delete")]
     return []
 
 

@@ -17,7 +17,15 @@ from psycopg.sql import SQL, Composed, Identifier, Placeholder
 from psycopg.types.json import Jsonb
 
 from domain.base import DomainEvent
-from projections.folds import Append, Increment, Row, incident_rows, timeline_rows, user_rows
+from projections.folds import (
+    Append,
+    Increment,
+    Row,
+    ci_client_rows,
+    incident_rows,
+    timeline_rows,
+    user_rows,
+)
 
 log = logging.getLogger("incident_ledger.projections")
 PAGE = 500
@@ -33,6 +41,8 @@ CURRENT_STATE_DDL = [
         version int NOT NULL, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS incident_view_detection ON incident_view (detection_time, id)",
     "CREATE INDEX IF NOT EXISTS incident_view_status ON incident_view (status)",
+    """CREATE TABLE IF NOT EXISTS ci_client (
+        ci_id uuid NOT NULL, client_id uuid NOT NULL, PRIMARY KEY (ci_id, client_id))""",
     """CREATE TABLE IF NOT EXISTS user_view (
         id uuid PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL, email text NOT NULL,
         role text NOT NULL, timezone text NOT NULL, status text NOT NULL, client_id uuid)""",
@@ -61,6 +71,9 @@ def _adapt(value: Any) -> Any:
 def render(row: Row) -> tuple[Composed, list[Any]]:
     """SQL for one row change."""
     table = Identifier(row.table)
+    where = SQL(" AND ").join(SQL("{} = {}").format(Identifier(k), Placeholder()) for k in row.key)
+    if row.op == "delete":
+        return SQL("DELETE FROM {} WHERE {}").format(table, where), list(row.key.values())
     if row.op in ("insert", "upsert"):
         cols = {**row.key, **row.values}
         statement = SQL("INSERT INTO {} ({}) VALUES ({})").format(
@@ -90,7 +103,6 @@ def render(row: Row) -> tuple[Composed, list[Any]]:
         else:
             sets.append(SQL("{} = {}").format(col, Placeholder()))
             params.append(_adapt(value))
-    where = SQL(" AND ").join(SQL("{} = {}").format(Identifier(k), Placeholder()) for k in row.key)
     statement = SQL("UPDATE {} SET {} WHERE {}").format(table, SQL(", ").join(sets), where)
     return statement, params + list(row.key.values())
 
@@ -175,10 +187,10 @@ class LedgerView(PostgresTrackingRecorder):
 class CurrentStateView(LedgerView):
     name = "current_state"
     ddl = CURRENT_STATE_DDL
-    tables = ("incident_view", "user_view")
+    tables = ("incident_view", "user_view", "ci_client")
 
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
-        return incident_rows(event) + user_rows(event)
+        return incident_rows(event) + user_rows(event) + ci_client_rows(event)
 
 
 class TimelineView(LedgerView):

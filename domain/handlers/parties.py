@@ -109,10 +109,15 @@ def reactivate_user(ledger: IncidentLedger, cmd: ReactivateUser, ctx: Context) -
 @handles(IssueApiKey)
 def issue_api_key(ledger: IncidentLedger, cmd: IssueApiKey, ctx: Context) -> Decision:
     user = ledger.active_user(cmd.user, "key holder")
-    key = new_api_key()
+    key = cmd.key.get_secret_value() if cmd.key is not None else new_api_key()
+    require(
+        ledger.get_or_none(ApiKey.create_id(key_hash=hash_key(key))) is None,
+        "api_key.exists",
+        "That API key is already issued.",
+    )
     api_key = ApiKey(meta=ctx.meta, user_id=user.id, key_hash=hash_key(key), label=cmd.label)
     # The plain key is answered once and never stored; a replayed request cannot show it again.
-    return outcome(api_key, key=key, user_id=str(user.id)), [api_key]
+    return outcome(api_key, secret=key, user_id=str(user.id)), [api_key]
 
 
 @handles(RegisterClient)

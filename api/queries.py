@@ -1,0 +1,171 @@
+"""Read routes: health, severity assessment, incidents (current state and list), timeline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from api.deps import CurrentUser, ServiceDep
+from domain.base import Forbidden, InvalidInput, Role
+from domain.incident import Incident
+from domain.parties import ConfigurationItem, User
+from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
+from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
+
+router = APIRouter()
+
+
+def incident_state(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": str(incident.id),
+        "number": incident.number,
+        "version": incident.version,
+        "title": incident.title,
+        "description": incident.description,
+        "category": incident.category,
+        "severity": incident.severity,
+        "impact": incident.impact,
+        "urgency": incident.urgency,
+        "status": incident.status,
+        "reported_by": str(incident.reported_by),
+        "assigned_to": str(incident.assigned_to) if incident.assigned_to else None,
+        "detection_time": incident.detection_time,
+        "acknowledged_at": incident.acknowledged_at,
+        "resolved_at": incident.resolved_at,
+        "closed_at": incident.closed_at,
+        "reopen_count": incident.reopen_count,
+        "problem_id": str(incident.problem_id) if incident.problem_id else None,
+        "configuration_items": [str(c) for c in incident.ci_ids],
+        "created_at": incident.created_on,
+        "updated_at": incident.modified_on,
+    }
+
+
+def _client_scope(service: ServiceDep, user: User, incident: Incident | None = None) -> Any:
+    """A client contact reads only incidents that touch their own client's CIs."""
+    if user.role != Role.CLIENT_CONTACT:
+        return None
+    if incident is not None:
+        for ci_id in incident.ci_ids:
+            ci = service.ledger.get_or_none(ci_id)
+            if isinstance(ci, ConfigurationItem) and user.client_id in ci.client_ids:
+                return user.client_id
+        raise Forbidden(
+            "incident.not_your_client", "This incident does not affect your organisation."
+        )
+    return user.client_id
+
+
+@router.get("/health", tags=["service"], summary="Liveness, and how far each projection lags")
+def health(service: ServiceDep) -> dict[str, Any]:
+    return service.health()
+
+
+@router.post(
+    "/severity-assessments",
+    tags=["incidents"],
+    summary="SOP 2.1: assess severity (a query; nothing is recorded)",
+    response_model=SeverityDecision,
+)
+def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> SeverityDecision:
+    return assess_severity(assessment)
+
+
+@router.get("/incidents/{incident}", tags=["incidents"], summary="An incident's current state")
+def get_incident(
+    incident: str, service: ServiceDep, user: CurrentUser, response: Response,
+    as_of_version: Annotated[int | None, Query(ge=1, description="State at this version")] = None,
+) -> dict[str, Any]:
+    found = service.ledger.find(Incident, incident, "incident")
+    if as_of_version is not None:
+        found = service.ledger.repository.get(found.id, version=as_of_version)
+    _client_scope(service, user, found)
+    response.headers["ETag"] = f'"{found.version}"'
+    return incident_state(found)
+
+
+@router.get("/incidents", tags=["incidents"], summary="List incidents with filters and pagination")
+def get_incidents(
+    service: ServiceDep,
+    user: CurrentUser,
+    number: str | None = None,
+    category: str | None = None,
+    severity: str | None = None,
+    impact: str | None = None,
+    urgency: str | None = None,
+    status: str | None = None,
+    reported_by: str | None = None,
+    assigned_to: str | None = None,
+    problem_id: str | None = None,
+    q: Annotated[str | None, Query(description="Free text in the title")] = None,
+    detection_from: datetime | None = None,
+    detection_to: datetime | None = None,
+    acknowledged_from: datetime | None = None,
+    acknowledged_to: datetime | None = None,
+    resolved_from: datetime | None = None,
+    resolved_to: datetime | None = None,
+    closed_from: datetime | None = None,
+    closed_to: datetime | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    sort: Literal["detection_time", "created_at", "updated_at", "number", "severity"] = "detection_time",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    given = locals()
+    exact = {name: given[name] for name in EXACT if given.get(name) is not None}
+    prefixes = {"detection_time": "detection", "acknowledged_at": "acknowledged",
+                "resolved_at": "resolved", "closed_at": "closed", "created_at": "created"}
+    ranges = {
+        column: (given.get(f"{p}_from"), given.get(f"{p}_to"))
+        for column, p in prefixes.items() if column in RANGES
+    }
+    try:
+        rows, next_cursor = list_incidents(
+            service.ledger.recorder.datastore,  # type: ignore[attr-defined]
+            exact=exact, ranges=ranges, text=q, sort=sort, descending=order == "desc",
+            limit=limit, cursor=cursor, client_id=_client_scope(service, user),
+        )
+    except BadQuery as exc:
+        raise InvalidInput("query.invalid", str(exc)) from None
+    return {"items": rows, "next_cursor": next_cursor}
+
+
+TIMELINE_CSV_FIELDS = [
+    "position", "occurred_at", "recorded_at", "event_type", "record_type", "record_id",
+    "record_version", "actor_id", "actor_name", "actor_role", "command", "command_id",
+    "idempotency_key", "source", "changes",
+]  # fmt: skip
+
+
+@router.get(
+    "/incidents/{incident}/timeline",
+    tags=["audit"],
+    summary="Audit timeline: every event of the incident and its linked records, in order",
+    response_model=None,
+)
+def get_timeline(
+    incident: str, service: ServiceDep, user: CurrentUser,
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    found = service.ledger.find(Incident, incident, "incident")
+    _client_scope(service, user, found)
+    entries = incident_timeline(service.ledger.recorder.datastore, found.id)  # type: ignore[attr-defined]
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=TIMELINE_CSV_FIELDS)
+        writer.writeheader()
+        for entry in entries:
+            writer.writerow({**entry, "changes": json.dumps(entry["changes"], sort_keys=True)})
+        return PlainTextResponse(
+            out.getvalue(), media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{found.number}-timeline.csv"'},
+        )
+    return {"incident": found.number, "incident_id": str(found.id), "entries": entries}

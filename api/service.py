@@ -1,0 +1,94 @@
+"""The running service: database, ledger, projections and the first administrator, wired once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from pydantic import SecretStr
+
+from api.database import Database, migrate, resolve_database
+from api.settings import Settings
+from domain.base import Command, Role
+from domain.ledger import IncidentLedger, Outcome
+from domain.parties import EmailIndex, IssueApiKey, RegisterUser
+from projections.postgres import Projections
+
+log = logging.getLogger("incident_ledger.service")
+ADMIN_EMAIL = "admin@incident-ledger.local"
+
+
+@dataclass
+class Service:
+    settings: Settings
+    db: Database
+    ledger: IncidentLedger
+    projections: Projections
+    _project_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Service:
+        db = resolve_database(settings)
+        migrate(db, settings.app_role)
+        ledger = IncidentLedger(env=db.ledger_env(settings.app_role, settings.pool_size))
+        service = cls(settings, db, ledger, Projections(ledger))
+        service.project()
+        return service
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def execute(
+        self, command: Command, actor: UUID | None, *, idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Outcome:
+        outcome = self.ledger.handle(
+            command, actor, idempotency_key=idempotency_key, request_hash=request_hash
+        )
+        if self.settings.inline_projections:
+            self.project()
+        return outcome
+
+    def project(self) -> int:
+        """Bring the views up to date (read-your-writes in the single-process mode)."""
+        with self._project_lock:
+            return self.projections.catch_up()
+
+    def bootstrap_admin(self) -> tuple[UUID, str | None]:
+        """Create the first administrator once; returns its id and, if new, its key."""
+        key = self.settings.admin_key
+        index = self.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
+        if isinstance(index, EmailIndex) and index.user_id is not None:
+            admin_id = index.user_id
+            if key is None:
+                return admin_id, None
+            try:
+                self.execute(IssueApiKey(user=admin_id, label="admin (env)", key=SecretStr(key)), None)
+            except Exception as exc:  # already issued: nothing to do
+                if getattr(exc, "code", None) != "api_key.exists":
+                    raise
+                return admin_id, None
+            return admin_id, key
+        admin = self.execute(
+            RegisterUser(
+                first_name="Ledger",
+                last_name="Administrator",
+                email=ADMIN_EMAIL,
+                role=Role.SYSTEM_ADMINISTRATOR,
+                timezone="UTC",
+            ),
+            None,
+        )
+        issued = self.execute(
+            IssueApiKey(user=admin.id, label="first administrator",
+                        key=SecretStr(key) if key else None),
+            None,
+        )
+        log.info("created the first administrator %s", admin.id)
+        return admin.id, issued.secret
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "projections": self.projections.lag()}

@@ -1,0 +1,115 @@
+"""Queries over the views: incident list with filters and keyset pagination, audit timeline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.sql import SQL, Composed, Identifier, Placeholder
+
+EXACT = ("number", "category", "severity", "impact", "urgency", "status", "reported_by",
+         "assigned_to", "problem_id")  # fmt: skip
+RANGES = ("detection_time", "acknowledged_at", "resolved_at", "closed_at", "created_at",
+          "updated_at")  # fmt: skip
+SORTABLE = ("detection_time", "created_at", "updated_at", "number", "severity")
+INCIDENT_COLUMNS = (
+    "id, number, title, description, category, severity, impact, urgency, status, reported_by, "
+    "assigned_to, detection_time, acknowledged_at, resolved_at, closed_at, reopen_count, "
+    "problem_id, ci_ids, version, created_at, updated_at"
+)
+
+
+class BadQuery(ValueError):
+    """A query parameter the view cannot use."""
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, json.JSONDecodeError):
+        raise BadQuery("cursor is not one this API issued") from None
+    if not isinstance(values, list) or len(values) != 2:
+        raise BadQuery("cursor is not one this API issued")
+    return values
+
+
+def list_incidents(
+    datastore: PostgresDatastore,
+    *,
+    exact: dict[str, Any],
+    ranges: dict[str, tuple[datetime | None, datetime | None]],
+    text: str | None,
+    sort: str,
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+    client_id: UUID | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    if sort not in SORTABLE:
+        raise BadQuery(f"sort must be one of {', '.join(SORTABLE)}")
+    where: list[Composed | SQL] = []
+    params: list[Any] = []
+    for column, value in exact.items():
+        where.append(SQL("{} = {}").format(Identifier(column), Placeholder()))
+        params.append(value)
+    for column, (low, high) in ranges.items():
+        if low is not None:
+            where.append(SQL("{} >= {}").format(Identifier(column), Placeholder()))
+            params.append(low)
+        if high is not None:
+            where.append(SQL("{} <= {}").format(Identifier(column), Placeholder()))
+            params.append(high)
+    if text:
+        where.append(SQL("title ILIKE {}").format(Placeholder()))
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"%{escaped}%")
+    if client_id is not None:  # a client contact sees only incidents on their client's CIs
+        where.append(
+            SQL("EXISTS (SELECT 1 FROM ci_client c WHERE c.ci_id = ANY(ci_ids) AND c.client_id = {})")
+            .format(Placeholder())
+        )
+        params.append(client_id)
+    col = Identifier(sort)
+    if cursor:
+        after_value, after_id = decode_cursor(cursor)
+        comparison = SQL("<") if descending else SQL(">")
+        where.append(SQL("({}, id) {} ({}, {})").format(col, comparison, Placeholder(), Placeholder()))
+        params += [after_value, after_id]
+    order = SQL("DESC") if descending else SQL("ASC")
+    statement = SQL("SELECT " + INCIDENT_COLUMNS + " FROM incident_view")  # type: ignore[arg-type]
+    if where:
+        statement += SQL(" WHERE ") + SQL(" AND ").join(where)
+    statement += SQL(" ORDER BY {} {}, id {} LIMIT {}").format(col, order, order, Placeholder())
+    params.append(limit + 1)
+    with datastore.transaction() as curs:
+        curs.execute(statement, params)
+        rows = list(curs.fetchall())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor([last[sort], str(last["id"])])
+    return rows, next_cursor
+
+
+def incident_timeline(datastore: PostgresDatastore, incident_id: UUID) -> list[dict[str, Any]]:
+    """Every event of the incident and of the records linked to it, in ledger order."""
+    with datastore.transaction() as curs:
+        curs.execute(
+            """SELECT t.notification_id AS position, t.event_type, t.record_type, t.record_id,
+                      t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
+                      t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source,
+                      t.changes
+               FROM timeline_entry t JOIN timeline_link l ON l.record_id = t.record_id
+               WHERE l.incident_id = %s ORDER BY t.notification_id""",
+            (incident_id,),
+        )
+        return list(curs.fetchall())
