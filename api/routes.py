@@ -79,27 +79,51 @@ ROUTES = [
     CommandRoute("POST", "/users/{user}/api-keys", IssueApiKey, "users", 201),
     CommandRoute("POST", "/clients", RegisterClient, "clients", 201),
     CommandRoute("PATCH", "/clients/{client}", UpdateClient, "clients"),
-    CommandRoute("POST", "/configuration-items", RegisterConfigurationItem, "configuration items", 201),
-    CommandRoute("PATCH", "/configuration-items/{configuration_item}", UpdateConfigurationItem,
-                 "configuration items"),
-    CommandRoute("POST", "/configuration-items/{configuration_item}/clients", AssignCIToClient,
-                 "configuration items"),
-    CommandRoute("DELETE", "/configuration-items/{configuration_item}/clients/{client}",
-                 UnassignCIFromClient, "configuration items"),
+    CommandRoute(
+        "POST", "/configuration-items", RegisterConfigurationItem, "configuration items", 201
+    ),
+    CommandRoute(
+        "PATCH",
+        "/configuration-items/{configuration_item}",
+        UpdateConfigurationItem,
+        "configuration items",
+    ),
+    CommandRoute(
+        "POST",
+        "/configuration-items/{configuration_item}/clients",
+        AssignCIToClient,
+        "configuration items",
+    ),
+    CommandRoute(
+        "DELETE",
+        "/configuration-items/{configuration_item}/clients/{client}",
+        UnassignCIFromClient,
+        "configuration items",
+    ),
     CommandRoute("POST", "/incidents", OpenIncident, "incidents", 201),
     CommandRoute("PATCH", "/incidents/{incident}", UpdateIncidentDetails, "incidents"),
     CommandRoute("POST", "/incidents/{incident}/acknowledge", AcknowledgeIncident, "incidents"),
     CommandRoute("POST", "/incidents/{incident}/assign", AssignIncident, "incidents"),
     CommandRoute("POST", "/incidents/{incident}/status", ChangeIncidentStatus, "incidents"),
-    CommandRoute("POST", "/incidents/{incident}/configuration-items", LinkCIToIncident, "incidents"),
+    CommandRoute(
+        "POST", "/incidents/{incident}/configuration-items", LinkCIToIncident, "incidents"
+    ),
     CommandRoute("POST", "/incidents/{incident}/escalations", Escalate, "escalations", 201),
     CommandRoute("POST", "/escalations/{escalation}/status", UpdateEscalationStatus, "escalations"),
     CommandRoute("POST", "/incidents/{incident}/work-notes", AddWorkNote, "work notes", 201),
     CommandRoute("PATCH", "/work-notes/{work_note}", UpdateWorkNote, "work notes"),
-    CommandRoute("POST", "/incidents/{incident}/communications", SendCommunication,
-                 "communications", 201),
-    CommandRoute("POST", "/incidents/{incident}/attachments", AddAttachment, "attachments", 201,
-                 fixed={"reference_type": "incident"}, path_fields={"incident": "reference"}),
+    CommandRoute(
+        "POST", "/incidents/{incident}/communications", SendCommunication, "communications", 201
+    ),
+    CommandRoute(
+        "POST",
+        "/incidents/{incident}/attachments",
+        AddAttachment,
+        "attachments",
+        201,
+        fixed={"reference_type": "incident"},
+        path_fields={"incident": "reference"},
+    ),
     CommandRoute("POST", "/attachments", AddAttachment, "attachments", 201),
 ]
 
@@ -117,7 +141,7 @@ def body_model(route: CommandRoute) -> type[BaseModel]:
         for name, info in route.command.model_fields.items()
         if name not in taken
     }
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"{route.command.__name__}Body",
         __config__=ConfigDict(extra="forbid", title=route.command.__name__),
         __doc__=route.command.__doc__,
@@ -136,8 +160,12 @@ def make_endpoint(route: CommandRoute) -> Any:
     required = any(info.is_required() for info in model.model_fields.values())
 
     def endpoint(
-        request: Request, response: Response, acting_service: ServiceDep,
-        acting_user: CurrentUser, body: Any = None, idempotency_key: str | None = None,
+        request: Request,
+        response: Response,
+        acting_service: ServiceDep,
+        acting_user: CurrentUser,
+        body: Any = None,
+        idempotency_key: str | None = None,
         **path: str,
     ) -> CommandResult:
         data = {route.path_fields.get(k, k): v for k, v in path.items()} | route.fixed
@@ -146,13 +174,20 @@ def make_endpoint(route: CommandRoute) -> Any:
         command = route.command.model_validate(data)
         key = f"{acting_user.id}:{idempotency_key}" if idempotency_key else None
         outcome = acting_service.execute(
-            command, acting_user.id, idempotency_key=key,
+            command,
+            acting_user.id,
+            idempotency_key=key,
             request_hash=request_hash(route, path, body) if key else None,
         )
         response.headers["ETag"] = f'"{outcome.version}"'
         return CommandResult(
-            id=str(outcome.id), type=outcome.type, version=outcome.version, number=outcome.number,
-            status=outcome.status, severity=outcome.severity, key=outcome.secret,
+            id=str(outcome.id),
+            type=outcome.type,
+            version=outcome.version,
+            number=outcome.number,
+            status=outcome.status,
+            severity=outcome.severity,
+            key=outcome.secret,
             extra=outcome.extra,
         )
 
@@ -166,16 +201,21 @@ def make_endpoint(route: CommandRoute) -> Any:
             for p in _path_params(route.path)
         ),
         inspect.Parameter(
-            "body", inspect.Parameter.KEYWORD_ONLY,
+            "body",
+            inspect.Parameter.KEYWORD_ONLY,
             annotation=Annotated[model, Body()] if required else Annotated[model | None, Body()],
             **({} if required else {"default": None}),
         ),
         inspect.Parameter(
-            "idempotency_key", inspect.Parameter.KEYWORD_ONLY,
+            "idempotency_key",
+            inspect.Parameter.KEYWORD_ONLY,
             annotation=Annotated[
                 str | None,
-                Header(alias="Idempotency-Key", description="Retry safely: same key and body, "
-                       "same answer, nothing appended twice."),
+                Header(
+                    alias="Idempotency-Key",
+                    description="Retry safely: same key and body, "
+                    "same answer, nothing appended twice.",
+                ),
             ],
             default=None,
         ),

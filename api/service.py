@@ -42,7 +42,11 @@ class Service:
         self.ledger.close()
 
     def execute(
-        self, command: Command, actor: UUID | None, *, idempotency_key: str | None = None,
+        self,
+        command: Command,
+        actor: UUID | None,
+        *,
+        idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> Outcome:
         outcome = self.ledger.handle(
@@ -66,7 +70,9 @@ class Service:
             if key is None:
                 return admin_id, None
             try:
-                self.execute(IssueApiKey(user=admin_id, label="admin (env)", key=SecretStr(key)), None)
+                self.execute(
+                    IssueApiKey(user=admin_id, label="admin (env)", key=SecretStr(key)), None
+                )
             except Exception as exc:  # already issued: nothing to do
                 if getattr(exc, "code", None) != "api_key.exists":
                     raise
@@ -83,8 +89,9 @@ class Service:
             None,
         )
         issued = self.execute(
-            IssueApiKey(user=admin.id, label="first administrator",
-                        key=SecretStr(key) if key else None),
+            IssueApiKey(
+                user=admin.id, label="first administrator", key=SecretStr(key) if key else None
+            ),
             None,
         )
         log.info("created the first administrator %s", admin.id)

@@ -31,9 +31,9 @@ class LedgerRecorder(PostgresApplicationRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
         if idempotency is not None:
             curs.execute(
-                SQL(
-                    "INSERT INTO {}.{} (key, request_hash, outcome) VALUES (%s, %s, %s)"
-                ).format(Identifier(self.datastore.schema), Identifier(IDEMPOTENCY_TABLE)),
+                SQL("INSERT INTO {}.{} (key, request_hash, outcome) VALUES (%s, %s, %s)").format(
+                    Identifier(self.datastore.schema), Identifier(IDEMPOTENCY_TABLE)
+                ),
                 idempotency,
             )
 
@@ -59,5 +59,5 @@ class LedgerPostgresFactory(PostgresFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
         role = self.env.get("POSTGRES_ROLE")
-        if role:
+        if role and isinstance(self.datastore.pool.kwargs, dict):
             self.datastore.pool.kwargs["options"] = f"-c role={role}"

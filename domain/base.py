@@ -14,7 +14,7 @@ LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:incident-ledger")
 
 
 def stable_id(kind: str, key: str) -> UUID:
-    """Deterministic id for a record that is looked up by a natural key (number, email, key hash)."""
+    """Deterministic id for a record looked up by a natural key (number, email, key hash)."""
     return uuid5(LEDGER_NAMESPACE, f"{kind}:{key}")
 
 
@@ -84,7 +84,7 @@ class Command(BaseModel):
     """Roles allowed to issue this command (checked centrally by the ledger)."""
 
     occurred_at: AwareDatetime | None = None
-    """When the step happened in the world; defaults to now; may be backdated, never in the future."""
+    """When the step happened; defaults to now; may be backdated, never in the future."""
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ class ConcurrencyConflict(LedgerError):
 
 
 class InvalidInput(LedgerError):
-    """Well-formed but unusable input that only the ledger can judge (e.g. a reused idempotency key)."""
+    """Well-formed input that only the ledger can judge unusable (e.g. a reused idempotency key)."""
 
     status = 422
 

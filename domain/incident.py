@@ -207,15 +207,19 @@ class Incident(Aggregate):
             raise RuleViolation(
                 "incident.invalid_transition",
                 f"Incident {self.number} cannot go from {self.status.value} to {status.value}; "
-                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (closed is final)'}.",
+                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (final)'}.",
                 current_status=self.status.value,
                 allowed=sorted(s.value for s in allowed),
             )
         self._status_changed(meta, status, self.status)
 
     def update_details(
-        self, meta: Meta, changes: dict[str, list[Any]], severity: Severity | None,
-        assessment: SeverityAssessment | None, decision: SeverityDecision | None,
+        self,
+        meta: Meta,
+        changes: dict[str, list[Any]],
+        severity: Severity | None,
+        assessment: SeverityAssessment | None,
+        decision: SeverityDecision | None,
     ) -> None:
         self.require_not_closed()
         require(
@@ -248,9 +252,7 @@ class Incident(Aggregate):
         self.assigned_to = assigned_to
 
     @event("StatusChanged")
-    def _status_changed(
-        self, meta: Meta, status: IncidentStatus, previous: IncidentStatus
-    ) -> None:
+    def _status_changed(self, meta: Meta, status: IncidentStatus, previous: IncidentStatus) -> None:
         if previous == IncidentStatus.RESOLVED and status == IncidentStatus.IN_PROGRESS:
             self.reopen_count += 1
         if status == IncidentStatus.RESOLVED:

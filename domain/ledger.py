@@ -218,7 +218,7 @@ class IncidentLedger(Application[UUID]):
 
     def _raise_if_addressed_moved(self, ctx: Context) -> None:
         for aggregate_id, version in ctx.addressed.items():
-            current = self.repository.get(aggregate_id).version
+            current: int = self.repository.get(aggregate_id).version
             if current != version:
                 raise ConcurrencyConflict(
                     "concurrency.conflict",
@@ -232,10 +232,7 @@ class IncidentLedger(Application[UUID]):
     def find(self, cls: type[A], ref: UUID | str, what: str) -> A:
         """Load a record by UUID or human number; 404 with `<what>.not_found` if absent."""
         aggregate_id = self.resolve(ref, what)
-        try:
-            aggregate = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            aggregate = None
+        aggregate = self.get_or_none(aggregate_id)
         if not isinstance(aggregate, cls):
             raise NotFound(f"{what}.not_found", f"No {what.replace('_', ' ')} {ref}.")
         return aggregate
@@ -319,5 +316,5 @@ def outcome(aggregate: Aggregate, secret: str | None = None, **extra: Any) -> Ou
 
 
 # Handlers register themselves on import.
-import domain.handlers.incident  # noqa: E402, F401
+import domain.handlers.incident  # noqa: E402
 import domain.handlers.parties  # noqa: E402, F401

@@ -166,7 +166,11 @@ ESCALATION_TRANSITIONS: dict[EscalationStatus, frozenset[EscalationStatus]] = {
 class Escalation(Aggregate):
     @event("Created")
     def __init__(
-        self, meta: Meta, incident_id: UUID, escalated_from: UUID | None, escalated_to: UUID,
+        self,
+        meta: Meta,
+        incident_id: UUID,
+        escalated_from: UUID | None,
+        escalated_to: UUID,
         reason: str,
     ) -> None:
         self.incident_id = incident_id
@@ -196,8 +200,12 @@ class Escalation(Aggregate):
 class WorkNote(Aggregate):
     @event("Added")
     def __init__(
-        self, meta: Meta, incident_id: UUID | None, problem_id: UUID | None,
-        note_type: NoteType, note_text: str,
+        self,
+        meta: Meta,
+        incident_id: UUID | None,
+        problem_id: UUID | None,
+        note_type: NoteType,
+        note_text: str,
     ) -> None:
         self.incident_id = incident_id
         self.problem_id = problem_id
@@ -216,10 +224,17 @@ class WorkNote(Aggregate):
 class Communication(Aggregate):
     @event("Sent")
     def __init__(
-        self, meta: Meta, incident_id: UUID | None, problem_id: UUID | None,
-        communication_type: CommunicationType, recipient_type: RecipientType,
-        sender: UUID | None, recipient: UUID | None, delivery_method: DeliveryMethod,
-        delivery_status: DeliveryStatus, message_content: str,
+        self,
+        meta: Meta,
+        incident_id: UUID | None,
+        problem_id: UUID | None,
+        communication_type: CommunicationType,
+        recipient_type: RecipientType,
+        sender: UUID | None,
+        recipient: UUID | None,
+        delivery_method: DeliveryMethod,
+        delivery_status: DeliveryStatus,
+        message_content: str,
     ) -> None:
         self.incident_id = incident_id
         self.problem_id = problem_id
@@ -235,9 +250,16 @@ class Communication(Aggregate):
 class Attachment(Aggregate):
     @event("Added")
     def __init__(
-        self, meta: Meta, reference_type: ReferenceType, reference_id: UUID,
-        incident_id: UUID | None, file_name: str, file_url: str, file_type: str,
-        file_size_bytes: int, sha256: str | None,
+        self,
+        meta: Meta,
+        reference_type: ReferenceType,
+        reference_id: UUID,
+        incident_id: UUID | None,
+        file_name: str,
+        file_url: str,
+        file_type: str,
+        file_size_bytes: int,
+        sha256: str | None,
     ) -> None:
         self.reference_type = reference_type
         self.reference_id = reference_id
@@ -256,8 +278,13 @@ class IncidentReport(Aggregate):
 
     @event("Generated")
     def __init__(
-        self, meta: Meta, number: str, incident_id: UUID, report_type: ReportType,
-        report_title: str, report_content: str,
+        self,
+        meta: Meta,
+        number: str,
+        incident_id: UUID,
+        report_type: ReportType,
+        report_title: str,
+        report_content: str,
     ) -> None:
         self.number = number
         self.incident_id = incident_id
@@ -268,7 +295,7 @@ class IncidentReport(Aggregate):
 
 
 class Counter(Aggregate):
-    """Issues the human numbers of one kind of record (INC0000001, ...): gapless and never reused."""
+    """Issues the human numbers of one kind of record (INC0000001...): gapless, never reused."""
 
     @staticmethod
     def create_id(prefix: str, **_: Any) -> UUID:

@@ -1,4 +1,4 @@
-"""SOP 2.1 severity assessment (the `determine_incident_severity` logic): first rule that holds wins."""
+"""SOP 2.1 severity assessment (`determine_incident_severity`): the first rule that holds wins."""
 
 from __future__ import annotations
 

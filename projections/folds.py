@@ -8,9 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from domain import incident, parties
 from domain.base import DomainEvent
-from domain.incident import Incident
-from domain.parties import ConfigurationItem, User
+
+# The @event decorator defines the nested event classes at run time, which mypy cannot see.
+Incident: Any = incident.Incident
+ConfigurationItem: Any = parties.ConfigurationItem
+User: Any = parties.User
 
 BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
 INCIDENT_COLUMNS = (
@@ -45,9 +49,7 @@ class Row:
 
 def payload(event: DomainEvent) -> dict[str, Any]:
     """The event's own fields, JSON-ready (enums and UUIDs as strings)."""
-    return {
-        k: v for k, v in event.model_dump(mode="json").items() if k not in BASE_FIELDS
-    }
+    return {k: v for k, v in event.model_dump(mode="json").items() if k not in BASE_FIELDS}
 
 
 def event_name(event: BaseModel) -> str:
@@ -71,14 +73,14 @@ def incident_rows(event: DomainEvent) -> list[Row]:
         case Incident.Assigned(assigned_to=assigned_to):
             return [Row("incident_view", key, {"assigned_to": assigned_to} | common)]
         case Incident.StatusChanged(status=status, previous=previous):
-            values: dict[str, Any] = {"status": status.value}
+            moved: dict[str, Any] = {"status": status.value}
             if status == "resolved":
-                values["resolved_at"] = meta.occurred_at
+                moved["resolved_at"] = meta.occurred_at
             if status == "closed":
-                values["closed_at"] = meta.occurred_at
+                moved["closed_at"] = meta.occurred_at
             if previous == "resolved" and status == "in_progress":
-                values["reopen_count"] = Increment(1)
-            return [Row("incident_view", key, values | common)]
+                moved["reopen_count"] = Increment(1)
+            return [Row("incident_view", key, moved | common)]
         case Incident.DetailsUpdated(changes=changes):
             return [Row("incident_view", key, {k: v[1] for k, v in changes.items()} | common)]
         case Incident.Reprioritised(severity=severity):
@@ -112,6 +114,7 @@ def user_rows(event: DomainEvent) -> list[Row]:
 
 
 # --- audit timeline ------------------------------------------------------------------------------
+
 
 def changes_of(event: DomainEvent) -> dict[str, list[Any]]:
     """What the event changed, as {field: [before, after]}."""
@@ -156,18 +159,38 @@ def timeline_rows(event: DomainEvent, notification_id: int) -> list[Row]:
         )
     ]
     if isinstance(event, Incident.Opened):
-        rows.append(Row("timeline_link", {"record_id": event.originator_id},
-                        {"incident_id": event.originator_id}, op="upsert"))
+        rows.append(
+            Row(
+                "timeline_link",
+                {"record_id": event.originator_id},
+                {"incident_id": event.originator_id},
+                op="upsert",
+            )
+        )
     incident_id: UUID | None = getattr(event, "incident_id", None)
     if incident_id is not None and event.originator_version == 1:
-        rows.append(Row("timeline_link", {"record_id": event.originator_id},
-                        {"incident_id": incident_id}, op="upsert"))
+        rows.append(
+            Row(
+                "timeline_link",
+                {"record_id": event.originator_id},
+                {"incident_id": incident_id},
+                op="upsert",
+            )
+        )
     if isinstance(event, User.Registered):
         values = {"first_name": event.first_name, "last_name": event.last_name}
-        rows.append(Row("timeline_actor", {"id": event.originator_id},
-                        values | {"role": event.role.value}, op="upsert"))
+        rows.append(
+            Row(
+                "timeline_actor",
+                {"id": event.originator_id},
+                values | {"role": event.role.value},
+                op="upsert",
+            )
+        )
     if isinstance(event, User.Updated):
-        changed = {k: v[1] for k, v in event.changes.items() if k in ("first_name", "last_name", "role")}
+        changed = {
+            k: v[1] for k, v in event.changes.items() if k in ("first_name", "last_name", "role")
+        }
         if changed:
             rows.append(Row("timeline_actor", {"id": event.originator_id}, changed, op="update"))
     return rows

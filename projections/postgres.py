@@ -3,6 +3,7 @@ tracking position in one transaction, so a crash never double-counts or skips an
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +61,8 @@ TIMELINE_DDL = [
         record_id uuid PRIMARY KEY, incident_id uuid NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS timeline_link_incident ON timeline_link (incident_id)",
     """CREATE TABLE IF NOT EXISTS timeline_actor (
-        id uuid PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL, role text NOT NULL)""",
+        id uuid PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL,
+        role text NOT NULL)""",
 ]
 
 
@@ -116,7 +118,7 @@ class LedgerView(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
-        self.sql_create_statements.extend(SQL(s) for s in self.ddl)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.ddl)
 
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         raise NotImplementedError
@@ -136,7 +138,9 @@ class LedgerView(PostgresTrackingRecorder):
             self._insert_tracking(curs, Tracking(app.name, notifications[-1].id))
         return len(notifications)
 
-    def apply(self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]) -> None:
+    def apply(
+        self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]
+    ) -> None:
         rows: list[Row] = []
         for notification in notifications:
             event = mapper.to_domain_event(notification)
@@ -201,7 +205,9 @@ class TimelineView(LedgerView):
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         return timeline_rows(event, notification_id)
 
-    def apply(self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]) -> None:
+    def apply(
+        self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]
+    ) -> None:
         super().apply(curs, notifications, mapper)
         # Name and role of the actor as they were when the event happened (users come earlier).
         curs.execute(
@@ -214,9 +220,7 @@ class TimelineView(LedgerView):
 
 
 VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView)
-VIEW_TABLES: tuple[str, ...] = tuple(
-    t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking")
-)
+VIEW_TABLES: tuple[str, ...] = tuple(t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking"))
 
 
 class Projections:
@@ -234,9 +238,8 @@ class Projections:
     def catch_up(self, progress: Callable[[str, int], None] | None = None) -> int:
         total = 0
         for view in self.views:
-            total += view.catch_up(
-                self.app, None if progress is None else (lambda n, v=view.name: progress(v, n))
-            )
+            report = None if progress is None else functools.partial(progress, view.name)
+            total += view.catch_up(self.app, report)
         return total
 
     def rebuild(self, progress: Callable[[str, int], None] | None = None) -> int:

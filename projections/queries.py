@@ -17,10 +17,10 @@ RANGES = ("detection_time", "acknowledged_at", "resolved_at", "closed_at", "crea
           "updated_at")  # fmt: skip
 SORTABLE = ("detection_time", "created_at", "updated_at", "number", "severity")
 INCIDENT_COLUMNS = (
-    "id, number, title, description, category, severity, impact, urgency, status, reported_by, "
-    "assigned_to, detection_time, acknowledged_at, resolved_at, closed_at, reopen_count, "
-    "problem_id, ci_ids, version, created_at, updated_at"
-)
+    "id", "number", "title", "description", "category", "severity", "impact", "urgency", "status",
+    "reported_by", "assigned_to", "detection_time", "acknowledged_at", "resolved_at", "closed_at",
+    "reopen_count", "problem_id", "ci_ids", "version", "created_at", "updated_at",
+)  # fmt: skip
 
 
 class BadQuery(ValueError):
@@ -73,18 +73,24 @@ def list_incidents(
         params.append(f"%{escaped}%")
     if client_id is not None:  # a client contact sees only incidents on their client's CIs
         where.append(
-            SQL("EXISTS (SELECT 1 FROM ci_client c WHERE c.ci_id = ANY(ci_ids) AND c.client_id = {})")
-            .format(Placeholder())
+            SQL(
+                "EXISTS (SELECT 1 FROM ci_client c"
+                " WHERE c.ci_id = ANY(ci_ids) AND c.client_id = {})"
+            ).format(Placeholder())
         )
         params.append(client_id)
     col = Identifier(sort)
     if cursor:
         after_value, after_id = decode_cursor(cursor)
         comparison = SQL("<") if descending else SQL(">")
-        where.append(SQL("({}, id) {} ({}, {})").format(col, comparison, Placeholder(), Placeholder()))
+        where.append(
+            SQL("({}, id) {} ({}, {})").format(col, comparison, Placeholder(), Placeholder())
+        )
         params += [after_value, after_id]
     order = SQL("DESC") if descending else SQL("ASC")
-    statement = SQL("SELECT " + INCIDENT_COLUMNS + " FROM incident_view")  # type: ignore[arg-type]
+    statement: Composed = SQL("SELECT {} FROM incident_view").format(
+        SQL(", ").join(Identifier(c) for c in INCIDENT_COLUMNS)
+    )
     if where:
         statement += SQL(" WHERE ") + SQL(" AND ").join(where)
     statement += SQL(" ORDER BY {} {}, id {} LIMIT {}").format(col, order, order, Placeholder())

@@ -25,7 +25,6 @@ from domain.records import (
     Communication,
     Escalate,
     Escalation,
-    EscalationStatus,
     IncidentReport,
     NoteType,
     ReferenceType,
@@ -76,7 +75,9 @@ def open_incident(ledger: IncidentLedger, cmd: OpenIncident, ctx: Context) -> De
     ledger.active_user(cmd.reported_by, "reporter")
     if cmd.assigned_to is not None:
         ledger.active_user(cmd.assigned_to, "assignee")
-    cis = [ledger.find(ConfigurationItem, ci, "configuration_item") for ci in cmd.configuration_items]
+    cis = [
+        ledger.find(ConfigurationItem, ci, "configuration_item") for ci in cmd.configuration_items
+    ]
     decision = assess_severity(cmd.assessment) if cmd.assessment is not None else None
     severity = cmd.severity or (decision.severity if decision else None)
     assert severity is not None  # the command's validator guarantees one of them
@@ -242,7 +243,9 @@ def add_attachment(ledger: IncidentLedger, cmd: AddAttachment, ctx: Context) -> 
     if cls is None:
         raise NotFound(f"{what}.not_found", f"No {what} {cmd.reference}.")
     record = ledger.find(cls, cmd.reference, what)
-    incident_id = record.id if isinstance(record, Incident) else getattr(record, "incident_id", None)
+    incident_id = (
+        record.id if isinstance(record, Incident) else getattr(record, "incident_id", None)
+    )
     attachment = Attachment(
         meta=ctx.meta,
         reference_type=cmd.reference_type,
