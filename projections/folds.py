@@ -37,6 +37,19 @@ class Append:
     item: Any
 
 
+ACTOR_NAME = "first_name || ' ' || last_name"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A value read, when the row is written, from another table of the same view: so a page of
+    events sees each earlier event's effect (an actor's name as it was, not as it ends up)."""
+
+    table: str
+    expression: str
+    key: Any
+
+
 @dataclass(frozen=True)
 class Row:
     """Insert (or upsert when `upsert`), or update the row with `key`, in `table`."""
@@ -147,6 +160,10 @@ def timeline_rows(event: DomainEvent, notification_id: int) -> list[Row]:
                 "record_version": event.originator_version,
                 "event_type": f"{record_type}.{name}",
                 "actor_id": meta.actor,
+                "actor_name": Lookup(
+                    "timeline_actor", "first_name || ' ' || last_name", meta.actor
+                ),
+                "actor_role": Lookup("timeline_actor", "role", meta.actor),
                 "occurred_at": meta.occurred_at,
                 "recorded_at": event.timestamp,
                 "command": meta.command,

@@ -21,6 +21,7 @@ from domain.base import DomainEvent
 from projections.folds import (
     Append,
     Increment,
+    Lookup,
     Row,
     ci_client_rows,
     incident_rows,
@@ -70,6 +71,16 @@ def _adapt(value: Any) -> Any:
     return Jsonb(value) if isinstance(value, dict | list) else value
 
 
+def _value_sql(value: Any) -> Composed:
+    if isinstance(value, Lookup):
+        return SQL("(SELECT {} FROM {} WHERE id = {})").format(
+            SQL(value.expression),
+            Identifier(value.table),
+            Placeholder(),
+        )
+    return Composed([Placeholder()])
+
+
 def render(row: Row) -> tuple[Composed, list[Any]]:
     """SQL for one row change."""
     table = Identifier(row.table)
@@ -81,9 +92,9 @@ def render(row: Row) -> tuple[Composed, list[Any]]:
         statement = SQL("INSERT INTO {} ({}) VALUES ({})").format(
             table,
             SQL(", ").join(Identifier(c) for c in cols),
-            SQL(", ").join(Placeholder() for _ in cols),
+            SQL(", ").join(_value_sql(v) for v in cols.values()),
         )
-        params = [_adapt(v) for v in cols.values()]
+        params = [v.key if isinstance(v, Lookup) else _adapt(v) for v in cols.values()]
         if row.op == "upsert":
             statement += SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
                 SQL(", ").join(Identifier(c) for c in row.key),
@@ -204,19 +215,6 @@ class TimelineView(LedgerView):
 
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         return timeline_rows(event, notification_id)
-
-    def apply(
-        self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]
-    ) -> None:
-        super().apply(curs, notifications, mapper)
-        # Name and role of the actor as they were when the event happened (users come earlier).
-        curs.execute(
-            """UPDATE timeline_entry t SET actor_name = a.first_name || ' ' || a.last_name,
-                   actor_role = a.role
-               FROM timeline_actor a
-               WHERE a.id = t.actor_id AND t.notification_id BETWEEN %s AND %s""",
-            (notifications[0].id, notifications[-1].id),
-        )
 
 
 VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView)
