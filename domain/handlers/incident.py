@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from domain.base import Aggregate, InvalidInput, NotFound, changes_between, require
+from domain.bridge import Bridge, BridgeType
 from domain.incident import (
     AcknowledgeIncident,
     AssignIncident,
@@ -34,7 +35,7 @@ from domain.records import (
     UpdateWorkNote,
     WorkNote,
 )
-from domain.severity import assess_severity
+from domain.severity import Severity, assess_severity
 
 Decision = tuple[Outcome, list[Aggregate]]
 
@@ -99,7 +100,25 @@ def open_incident(ledger: IncidentLedger, cmd: OpenIncident, ctx: Context) -> De
     )
     for ci in cis:  # SOP 2.1 step 5 / SOP 10, in the same append
         incident.link_configuration_item(ctx.meta, ci.id)
-    return outcome(incident), [counter, incident]
+    saved: list[Aggregate] = [counter, incident]
+    extra: dict[str, str] = {}
+    if severity in (Severity.P1, Severity.P2) and cmd.assigned_to is not None:
+        # SOP 2.1 step 4 → SOP 4.1: a major-incident bridge hosted by the assigned incident
+        # manager, and the incident moves to in_progress. Without an assignee the incident is
+        # still recorded (never refuse to record an outage); the missing bridge is an obligation.
+        bridge_number, bridge_counter = ctx.next_number("BRG")
+        bridge = Bridge(
+            meta=ctx.meta,
+            number=bridge_number,
+            incident_id=incident.id,
+            bridge_type=BridgeType.MAJOR_INCIDENT,
+            host=cmd.assigned_to,
+            start_time=ctx.meta.occurred_at,
+        )
+        incident.change_status(ctx.meta, IncidentStatus.IN_PROGRESS)
+        saved += [bridge_counter, bridge]
+        extra = {"bridge_id": str(bridge.id), "bridge_number": bridge_number}
+    return outcome(incident, **extra), saved
 
 
 @handles(AcknowledgeIncident)
