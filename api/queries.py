@@ -7,12 +7,13 @@ import io
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, ServiceDep
-from domain.base import Forbidden, InvalidInput, Role
+from domain.base import Forbidden, InvalidInput, NotFound, Role
 from domain.incident import Incident
 from domain.parties import ConfigurationItem, User
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
@@ -87,6 +88,13 @@ def get_incident(
 ) -> dict[str, Any]:
     found = service.ledger.find(Incident, incident, "incident")
     if as_of_version is not None:
+        if as_of_version > found.version:
+            raise NotFound(
+                "incident.version_not_found",
+                f"{found.number} is at version {found.version}; there is no version "
+                f"{as_of_version} yet.",
+                current_version=found.version,
+            )
         found = service.ledger.repository.get(found.id, version=as_of_version)
     _client_scope(service, user, found)
     response.headers["ETag"] = f'"{found.version}"'
@@ -103,9 +111,9 @@ def get_incidents(
     impact: str | None = None,
     urgency: str | None = None,
     status: str | None = None,
-    reported_by: str | None = None,
-    assigned_to: str | None = None,
-    problem_id: str | None = None,
+    reported_by: UUID | None = None,
+    assigned_to: UUID | None = None,
+    problem_id: UUID | None = None,
     q: Annotated[str | None, Query(description="Free text in the title")] = None,
     detection_from: datetime | None = None,
     detection_to: datetime | None = None,

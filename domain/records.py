@@ -142,7 +142,7 @@ class SendCommunication(_IncidentOrProblem):
 class AddAttachment(Command):
     """SOP 15: attach a file reference to a record."""
 
-    roles = RESPONDERS | {Role.ACCOUNT_MANAGER}
+    roles = RESPONDERS
     reference_type: ReferenceType
     reference: str = Field(description="UUID or number of the record the file belongs to.")
     file_name: Annotated[str, Field(min_length=1, max_length=500)]

@@ -31,14 +31,17 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
+    """The (sort value, id) a cursor carries, checked: a forged cursor is refused, not run."""
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, json.JSONDecodeError):
+        value, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if sort in ("detection_time", "created_at", "updated_at"):
+            value = datetime.fromisoformat(value)
+        elif not isinstance(value, str):
+            raise TypeError(value)
+        return value, UUID(last_id)
+    except (ValueError, TypeError):
         raise BadQuery("cursor is not one this API issued") from None
-    if not isinstance(values, list) or len(values) != 2:
-        raise BadQuery("cursor is not one this API issued")
-    return values
 
 
 def list_incidents(
@@ -81,7 +84,7 @@ def list_incidents(
         params.append(client_id)
     col = Identifier(sort)
     if cursor:
-        after_value, after_id = decode_cursor(cursor)
+        after_value, after_id = decode_cursor(cursor, sort)
         comparison = SQL("<") if descending else SQL(">")
         where.append(
             SQL("({}, id) {} ({}, {})").format(col, comparison, Placeholder(), Placeholder())

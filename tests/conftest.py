@@ -32,8 +32,10 @@ def data_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database(data_dir: Path) -> Database:
-    return start_embedded(data_dir)
+def database(data_dir: Path) -> Iterator[Database]:
+    db = start_embedded(data_dir)
+    yield db
+    db.close()  # the last user stops the embedded server before its directory is removed
 
 
 @pytest.fixture(scope="session")

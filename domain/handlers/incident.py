@@ -54,6 +54,13 @@ def _incident(ledger: IncidentLedger, cmd: IncidentCommand, ctx: Context) -> Inc
     return incident
 
 
+def _after_detection(ledger: IncidentLedger, ctx: Context, incident_id: UUID | None) -> None:
+    """A step on a record of an incident cannot be dated before the incident was detected."""
+    if incident_id is not None:
+        incident = ledger.find(Incident, incident_id, "incident")
+        ctx.not_before(incident.detection_time, f"the detection of {incident.number}")
+
+
 def _parent(
     ledger: IncidentLedger, incident: str | None, problem: str | None, ctx: Context
 ) -> tuple[UUID | None, UUID | None]:
@@ -204,6 +211,7 @@ def update_escalation(
     ledger: IncidentLedger, cmd: UpdateEscalationStatus, ctx: Context
 ) -> Decision:
     escalation = ctx.address(ledger.find(Escalation, cmd.escalation, "escalation"))
+    _after_detection(ledger, ctx, escalation.incident_id)
     escalation.update_status(ctx.meta, cmd.status)
     note = WorkNote(
         meta=ctx.meta,
@@ -231,6 +239,7 @@ def add_work_note(ledger: IncidentLedger, cmd: AddWorkNote, ctx: Context) -> Dec
 @handles(UpdateWorkNote)
 def update_work_note(ledger: IncidentLedger, cmd: UpdateWorkNote, ctx: Context) -> Decision:
     note = ctx.address(ledger.find(WorkNote, cmd.work_note, "work_note"))
+    _after_detection(ledger, ctx, note.incident_id)
     note.update_text(ctx.meta, cmd.note_text)
     return outcome(note), [note]
 
@@ -265,6 +274,7 @@ def add_attachment(ledger: IncidentLedger, cmd: AddAttachment, ctx: Context) -> 
     incident_id = (
         record.id if isinstance(record, Incident) else getattr(record, "incident_id", None)
     )
+    _after_detection(ledger, ctx, incident_id)
     attachment = Attachment(
         meta=ctx.meta,
         reference_type=cmd.reference_type,
