@@ -35,7 +35,7 @@ from domain.records import (
     UpdateWorkNote,
     WorkNote,
 )
-from domain.severity import Severity, assess_severity
+from domain.severity import Severity, SeverityAssessment, SeverityDecision, assess_severity
 
 Decision = tuple[Outcome, list[Aggregate]]
 
@@ -52,6 +52,14 @@ def _incident(ledger: IncidentLedger, cmd: IncidentCommand, ctx: Context) -> Inc
     incident = ctx.address(ledger.find(Incident, cmd.incident, "incident"), cmd.expected_version)
     ctx.not_before(incident.detection_time, f"the detection of {incident.number}")
     return incident
+
+
+def _severity(
+    given: Severity | None, assessment: SeverityAssessment | None
+) -> tuple[Severity | None, SeverityDecision | None]:
+    """A given severity wins; else the SOP 2.1 assessment decides (and is recorded either way)."""
+    decision = assess_severity(assessment) if assessment is not None else None
+    return given or (decision.severity if decision else None), decision
 
 
 def _after_detection(ledger: IncidentLedger, ctx: Context, incident_id: UUID | None) -> None:
@@ -86,8 +94,7 @@ def open_incident(ledger: IncidentLedger, cmd: OpenIncident, ctx: Context) -> De
     cis = [
         ledger.find(ConfigurationItem, ci, "configuration_item") for ci in cmd.configuration_items
     ]
-    decision = assess_severity(cmd.assessment) if cmd.assessment is not None else None
-    severity = cmd.severity or (decision.severity if decision else None)
+    severity, decision = _severity(cmd.severity, cmd.assessment)
     assert severity is not None  # the command's validator guarantees one of them
     number, counter = ctx.next_number("INC")
     incident = Incident(
@@ -171,8 +178,7 @@ def update_details(ledger: IncidentLedger, cmd: UpdateIncidentDetails, ctx: Cont
     incident = _incident(ledger, cmd, ctx)
     fields = {"title", "description", "category", "impact", "urgency"}
     changes = changes_between(incident, cmd.model_dump(include=fields, exclude_none=True))
-    decision = assess_severity(cmd.assessment) if cmd.assessment is not None else None
-    severity = cmd.severity or (decision.severity if decision else None)
+    severity, decision = _severity(cmd.severity, cmd.assessment)
     incident.update_details(ctx.meta, changes, severity, cmd.assessment, decision)
     return outcome(incident), [incident]
 
