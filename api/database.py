@@ -16,7 +16,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from api.settings import Settings
-from api.store import IDEMPOTENCY_TABLE, LedgerPostgresFactory
+from api.store import COMMANDS_TABLE, IDEMPOTENCY_TABLE, LedgerPostgresFactory
 from domain.ledger import IncidentLedger
 from projections.postgres import VIEW_TABLES, Projections
 
@@ -153,12 +153,6 @@ def migrate(db: Database, app_role: str) -> None:
                 conn.execute(SQL("CREATE ROLE {} NOLOGIN").format(ident))
             conn.execute(SQL("GRANT {} TO CURRENT_USER").format(ident))
             conn.execute(
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, request_hash text, "
-                    "outcome text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
-                ).format(Identifier(IDEMPOTENCY_TABLE))
-            )
-            conn.execute(
                 """
                 CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
                 LANGUAGE plpgsql AS $$
@@ -169,7 +163,7 @@ def migrate(db: Database, app_role: str) -> None:
                 END $$
                 """
             )
-            for table in (EVENTS_TABLE, IDEMPOTENCY_TABLE):
+            for table in (EVENTS_TABLE, IDEMPOTENCY_TABLE, COMMANDS_TABLE):
                 t = Identifier(table)
                 trig = Identifier(f"{table}_immutable")
                 trunc = Identifier(f"{table}_no_truncate")
@@ -196,9 +190,10 @@ def migrate(db: Database, app_role: str) -> None:
             conn.execute(
                 SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, ident)
             )
-            conn.execute(
-                SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(IDEMPOTENCY_TABLE), ident)
-            )
+            for table in (IDEMPOTENCY_TABLE, COMMANDS_TABLE):
+                conn.execute(
+                    SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(table), ident)
+                )
             conn.execute(
                 SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident)
             )

@@ -8,8 +8,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.service import Service
-from domain.base import Forbidden, Role, Unauthenticated
-from domain.parties import User
+from domain.base import Role
+from domain.errors import Forbidden, Unauthenticated
+from domain.user import User
 
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 

@@ -8,12 +8,68 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from domain.base import LedgerError
+from domain.errors import (
+    ConcurrencyConflict,
+    Forbidden,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    RuleViolation,
+    Unauthenticated,
+)
 
 log = logging.getLogger("incident_ledger.api")
+
+
+class PreconditionFailed(LedgerError):
+    """An `If-Match` header named a version the record is not at (or is not a version)."""
+
+
+STATUS: dict[type[LedgerError], int] = {
+    PreconditionFailed: 412,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    RuleViolation: 409,
+    ConcurrencyConflict: 409,
+    InvalidInput: 422,
+}
+"""Each refusal type's HTTP status: the one place where domain errors meet HTTP."""
+
+
+def status_of(exc: LedgerError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a stable dotted code, a message a person can act on, and details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(examples=["incident.not_open"])
+    message: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: one entry per invalid field (field, message, type)."
+    )
+    current_version: int | None = Field(
+        default=None, description="409 concurrency refusals: the record's current version."
+    )
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No API key, or a key that is not valid."},
+    403: {"model": ErrorBody, "description": "Your role (or account state) does not allow it."},
+    404: {"model": ErrorBody, "description": "A record named does not exist."},
+    409: {"model": ErrorBody, "description": "A rule refuses it, or the record changed."},
+    422: {"model": ErrorBody, "description": "Malformed input; `errors` names each field."},
+}
+"""The documented refusals of every route (OpenAPI)."""
 
 
 def _field_errors(errors: Any) -> list[dict[str, Any]]:
@@ -42,10 +98,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
         log.info("refused %s: %s", exc.code, exc.message)
+        status = status_of(exc)
         return JSONResponse(
-            status_code=exc.status,
+            status_code=status,
             content={"code": exc.code, "message": exc.message, **exc.details},
-            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
+            headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -13,10 +13,12 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, ServiceDep
-from domain.base import Forbidden, InvalidInput, NotFound, Role
+from domain.base import Role
+from domain.configuration_item import ConfigurationItem
+from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.incident import Incident
-from domain.parties import ConfigurationItem, User
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
+from domain.user import User
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
 
 router = APIRouter()

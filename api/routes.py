@@ -11,9 +11,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, create_model
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ServiceDep
-from domain.base import Command
+from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
+from domain.api_key import IssueApiKey
+from domain.attachment import AddAttachment
+from domain.base import Command, RecordCommand
+from domain.client import RegisterClient, UpdateClient
+from domain.communication import SendCommunication
+from domain.configuration_item import (
+    AssignCIToClient,
+    RegisterConfigurationItem,
+    UnassignCIFromClient,
+    UpdateConfigurationItem,
+)
+from domain.errors import ConcurrencyConflict
+from domain.escalation import Escalate, UpdateEscalationStatus
 from domain.incident import (
     AcknowledgeIncident,
     AssignIncident,
@@ -22,27 +36,8 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
-from domain.parties import (
-    AssignCIToClient,
-    DeactivateUser,
-    IssueApiKey,
-    ReactivateUser,
-    RegisterClient,
-    RegisterConfigurationItem,
-    RegisterUser,
-    UnassignCIFromClient,
-    UpdateClient,
-    UpdateConfigurationItem,
-    UpdateUser,
-)
-from domain.records import (
-    AddAttachment,
-    AddWorkNote,
-    Escalate,
-    SendCommunication,
-    UpdateEscalationStatus,
-    UpdateWorkNote,
-)
+from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
+from domain.work_note import AddWorkNote, UpdateWorkNote
 
 
 class CommandResult(BaseModel):
@@ -54,6 +49,7 @@ class CommandResult(BaseModel):
     number: str | None = None
     status: str | None = None
     severity: str | None = None
+    position: int | None = None
     key: str | None = None
     extra: dict[str, Any] = {}
 
@@ -155,31 +151,63 @@ def request_hash(route: CommandRoute, path: dict[str, Any], body: BaseModel | No
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _if_match(value: str | None) -> int | None:
+    """The version an `If-Match: "N"` header names (the ETag the API sent)."""
+    if value is None:
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise PreconditionFailed(
+            "precondition.invalid",
+            f'If-Match must be an ETag this API sent, like "3"; got {value}.',
+        )
+    return int(tag)
+
+
+def parse_command(route: CommandRoute, path: dict[str, str], raw: bytes) -> Command:
+    """The command from the path and the raw JSON body, validated strictly (JSON types only:
+    `"5"` is not 5, `"yes"` is not true). FastAPI has already checked the body's shape."""
+    data = json.loads(raw) if raw.strip() else {}
+    data |= {route.path_fields.get(k, k): v for k, v in path.items()} | route.fixed
+    return route.command.model_validate_json(json.dumps(data), strict=True)
+
+
 def make_endpoint(route: CommandRoute) -> Any:
     model = body_model(route)
     required = any(info.is_required() for info in model.model_fields.values())
 
-    def endpoint(
+    async def endpoint(
         request: Request,
         response: Response,
         acting_service: ServiceDep,
         acting_user: CurrentUser,
         body: Any = None,
         idempotency_key: str | None = None,
+        if_match: str | None = None,
         **path: str,
     ) -> CommandResult:
-        data = {route.path_fields.get(k, k): v for k, v in path.items()} | route.fixed
-        if body is not None:
-            data |= body.model_dump(exclude_unset=True)
-        command = route.command.model_validate(data)
+        command = parse_command(route, path, await request.body())
+        expected = _if_match(if_match)
+        if expected is not None and isinstance(command, RecordCommand):
+            command = command.model_copy(update={"expected_version": expected})
         key = f"{acting_user.id}:{idempotency_key}" if idempotency_key else None
-        outcome = acting_service.execute(
-            command,
-            acting_user.id,
-            idempotency_key=key,
-            request_hash=request_hash(route, path, body) if key else None,
-        )
+        try:
+            outcome = await run_in_threadpool(
+                acting_service.execute,
+                command,
+                acting_user.id,
+                idempotency_key=key,
+                request_hash=request_hash(route, path, body) if key else None,
+            )
+        except ConcurrencyConflict as exc:
+            if expected is not None and exc.code == "concurrency.version_mismatch":
+                raise PreconditionFailed(
+                    "precondition.failed", exc.message, **exc.details
+                ) from None
+            raise
         response.headers["ETag"] = f'"{outcome.version}"'
+        if outcome.position is not None:
+            response.headers["Ledger-Position"] = str(outcome.position)
         return CommandResult(
             id=str(outcome.id),
             type=outcome.type,
@@ -187,6 +215,7 @@ def make_endpoint(route: CommandRoute) -> Any:
             number=outcome.number,
             status=outcome.status,
             severity=outcome.severity,
+            position=outcome.position,
             key=outcome.secret,
             extra=outcome.extra,
         )
@@ -219,6 +248,19 @@ def make_endpoint(route: CommandRoute) -> Any:
             ],
             default=None,
         ),
+        inspect.Parameter(
+            "if_match",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[
+                str | None,
+                Header(
+                    alias="If-Match",
+                    description='Only if the record is at this version (its ETag, e.g. "3"); '
+                    "else 412 precondition.failed.",
+                ),
+            ],
+            default=None,
+        ),
     ]
     endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     endpoint.__name__ = route.command.__name__
@@ -237,5 +279,9 @@ def command_router() -> APIRouter:
             summary=(route.command.__doc__ or route.command.__name__).strip().splitlines()[0],
             tags=[route.tag],
             name=route.command.__name__,
+            responses={
+                **ERROR_RESPONSES,
+                412: {"model": ErrorBody, "description": "If-Match named another version."},
+            },
         )
     return router

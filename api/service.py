@@ -12,9 +12,12 @@ from pydantic import SecretStr
 
 from api.database import Database, migrate, resolve_database
 from api.settings import Settings
-from domain.base import Command, Role
-from domain.ledger import IncidentLedger, Outcome
-from domain.parties import EmailIndex, IssueApiKey, RegisterUser
+from domain.api_key import BootstrapAdministrator, IssueApiKey
+from domain.base import Command
+from domain.context import Outcome
+from domain.errors import LedgerError
+from domain.ledger import IncidentLedger
+from domain.user import EmailIndex
 from projections.postgres import Projections
 
 log = logging.getLogger("incident_ledger.service")
@@ -63,40 +66,25 @@ class Service:
             return self.projections.catch_up()
 
     def bootstrap_admin(self) -> tuple[UUID, str | None]:
-        """Create the first administrator once; returns its id and, if new, its key."""
-        key = self.settings.admin_key
+        """Create the first administrator and its key once, in one append; returns the admin's
+        id and, if generated now, the key (a key chosen through the environment is not
+        returned, so it is never printed)."""
+        chosen = SecretStr(self.settings.admin_key) if self.settings.admin_key else None
         index = self.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
         if isinstance(index, EmailIndex) and index.user_id is not None:
-            admin_id = index.user_id
-            if key is None:
-                return admin_id, None
-            try:
-                self.execute(
-                    IssueApiKey(user=admin_id, label="admin (env)", key=SecretStr(key)), None
-                )
-            except Exception as exc:  # already issued: nothing to do
-                if getattr(exc, "code", None) != "api_key.exists":
-                    raise
-                return admin_id, None
-            return admin_id, key
-        admin = self.execute(
-            RegisterUser(
-                first_name="Ledger",
-                last_name="Administrator",
-                email=ADMIN_EMAIL,
-                role=Role.SYSTEM_ADMINISTRATOR,
-                timezone="UTC",
-            ),
-            None,
-        )
-        issued = self.execute(
-            IssueApiKey(
-                user=admin.id, label="first administrator", key=SecretStr(key) if key else None
-            ),
-            None,
-        )
+            if chosen is not None:  # a key chosen later for the existing administrator
+                try:
+                    self.ledger.handle(
+                        IssueApiKey(user=index.user_id, label="admin (env)", key=chosen),
+                        index.user_id,
+                    )
+                except LedgerError as exc:
+                    if exc.code != "api_key.exists":
+                        raise
+            return index.user_id, None
+        admin = self.ledger.handle(BootstrapAdministrator(email=ADMIN_EMAIL, key=chosen), None)
         log.info("created the first administrator %s", admin.id)
-        return admin.id, issued.secret
+        return admin.id, None if chosen is not None else admin.secret
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "projections": self.projections.lag()}

@@ -40,7 +40,9 @@ import psycopg
 from api.database import EVENTS_TABLE, Database, migrate, start_embedded
 from api.service import Service
 from api.settings import Settings
+from domain.api_key import IssueApiKey
 from domain.base import Command, Meta, Role
+from domain.context import Outcome
 from domain.incident import (
     AcknowledgeIncident,
     Category,
@@ -50,10 +52,10 @@ from domain.incident import (
     Level,
     OpenIncident,
 )
-from domain.ledger import IncidentLedger, Outcome
-from domain.parties import IssueApiKey, RegisterUser
-from domain.records import Counter
+from domain.ledger import IncidentLedger
+from domain.numbering import Counter
 from domain.severity import Severity
+from domain.user import RegisterUser
 from projections.postgres import Projections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

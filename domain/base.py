@@ -1,14 +1,17 @@
-"""Shared building blocks: command and event bases, event metadata, and errors with stable codes."""
+"""Shared building blocks: stable ids, roles, event metadata, the event and aggregate bases, the
+command bases, and before → after change records that keep their types through storage."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from functools import cache
+from typing import Annotated, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic_core import to_jsonable_python
 
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:incident-ledger")
 
@@ -16,6 +19,21 @@ LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:incident-ledger")
 def stable_id(kind: str, key: str) -> UUID:
     """Deterministic id for a record looked up by a natural key (number, email, key hash)."""
     return uuid5(LEDGER_NAMESPACE, f"{kind}:{key}")
+
+
+def record_id(number: str) -> UUID:
+    """The id of a numbered record (INC0000001, BRG0000001, ...): the API accepts either."""
+    return stable_id("record", number)
+
+
+def _sane(moment: datetime) -> datetime:
+    if not 1970 <= moment.year <= 2200:
+        raise ValueError("must lie between 1970 and 2200")
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_sane)]
+"""A timezone-aware ISO 8601 time between 1970 and 2200."""
 
 
 class Role(StrEnum):
@@ -53,20 +71,40 @@ class DomainEvent(BaseModel):
     meta: Meta
 
 
+Changes = dict[str, tuple[Any, Any]]
+"""{field: (before, after)} in JSON-plain form; restored to the field's type when applied."""
+
+
+@cache
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].annotation)
+
+
+def plain(value: Any) -> Any:
+    """JSON-plain form of a value (enums, UUIDs, dates, decimals, lists...)."""
+    return to_jsonable_python(value)
+
+
+def changes_between(current: Any, updates: dict[str, Any]) -> Changes:
+    """The fields an update really changes, as {field: (before, after)} in JSON-plain form."""
+    return {
+        name: (plain(getattr(current, name)), plain(value))
+        for name, value in updates.items()
+        if plain(getattr(current, name)) != plain(value)
+    }
+
+
 class Aggregate(BaseAggregate[UUID]):
     """Aggregate base whose nested events are pydantic models."""
-
-    field_types: ClassVar[dict[str, Any]] = {}
-    """Types to restore when a JSON-plain `changes` value is applied (UUIDs, enums)."""
 
     @staticmethod
     def create_id(*_: Any, **__: Any) -> UUID:
         return uuid4()
 
-    def apply_changes(self, changes: dict[str, list[Any]]) -> None:
+    def apply_changes(self, changes: Changes, types: type[BaseModel]) -> None:
+        """Apply JSON-plain `after` values, typed as the fields of `types` (the created event)."""
         for name, (_before, after) in changes.items():
-            kind = self.field_types.get(name)
-            setattr(self, name, kind(after) if kind is not None and after is not None else after)
+            setattr(self, name, _adapter(types, name).validate_python(after))
 
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         pass
@@ -76,78 +114,28 @@ class Aggregate(BaseAggregate[UUID]):
 
 
 class Command(BaseModel):
-    """A validated request to change the ledger. Unknown or server-owned fields are refused."""
+    """A validated request to change the ledger: unknown or server-owned fields are refused.
+    At the HTTP boundary it is validated strictly from JSON (`"5"` is not 5, `"yes"` is not
+    true); in-process callers may pass Python values (enums as their values, ids as text)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     roles: ClassVar[frozenset[Role]] = frozenset()
     """Roles allowed to issue this command (checked centrally by the ledger)."""
+    system: ClassVar[bool] = False
+    """Issued by the ledger itself with no acting user (first start); never routed."""
 
-    occurred_at: AwareDatetime | None = None
-    """When the step happened; defaults to now; may be backdated, never in the future."""
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class LedgerError(Exception):
-    """A refusal with a stable dotted code and a message a person can act on."""
-
-    status: ClassVar[int] = 409
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+    occurred_at: Moment | None = Field(
+        default=None,
+        description="When the step happened; defaults to now; may be backdated, "
+        "never into the future.",
+    )
 
 
-class NotFound(LedgerError):
-    status = 404
+class RecordCommand(Command):
+    """A command on one existing record, optionally checked against the version the client saw
+    (`expected_version`, or the HTTP `If-Match` header carrying the record's ETag)."""
 
-
-class Forbidden(LedgerError):
-    status = 403
-
-
-class Unauthenticated(LedgerError):
-    status = 401
-
-
-class RuleViolation(LedgerError):
-    status = 409
-
-
-class ConcurrencyConflict(LedgerError):
-    status = 409
-
-
-class InvalidInput(LedgerError):
-    """Well-formed input that only the ledger can judge unusable (e.g. a reused idempotency key)."""
-
-    status = 422
-
-
-def require(condition: bool, code: str, message: str, **details: Any) -> None:
-    """Raise a RuleViolation unless the condition holds."""
-    if not condition:
-        raise RuleViolation(code, message, **details)
-
-
-def changes_between(current: Any, updates: dict[str, Any]) -> dict[str, list[Any]]:
-    """The fields an update really changes, as {field: [before, after]} in JSON-ready form."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, StrEnum):
-            return value.value
-        if isinstance(value, UUID):
-            return str(value)
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return value
-
-    return {
-        name: [plain(getattr(current, name)), plain(value)]
-        for name, value in updates.items()
-        if plain(getattr(current, name)) != plain(value)
-    }
+    expected_version: int | None = Field(
+        default=None, ge=1, description="Refuse with 409 unless the record is at this version."
+    )

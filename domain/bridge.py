@@ -9,8 +9,9 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
+from pydantic import AwareDatetime
 
-from domain.base import Aggregate, Meta, stable_id
+from domain.base import Aggregate, Meta, record_id
 
 
 class BridgeType(StrEnum):
@@ -27,9 +28,16 @@ class BridgeStatus(StrEnum):
 class Bridge(Aggregate):
     @staticmethod
     def create_id(number: str, **_: Any) -> UUID:
-        return stable_id("record", number)
+        return record_id(number)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        number: str
+        incident_id: UUID
+        bridge_type: BridgeType
+        host: UUID
+        start_time: AwareDatetime
+
+    @event(Opened)
     def __init__(
         self,
         meta: Meta,

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Any, Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field, model_validator
 
-from domain.base import Aggregate, Command, Meta, Role, RuleViolation, require, stable_id
+from domain.base import Aggregate, Changes, Command, Meta, Moment, RecordCommand, Role, record_id
+from domain.errors import RuleViolation, require
 from domain.severity import Severity, SeverityAssessment, SeverityDecision
+from domain.text import Ref, Text, Title
 
 MANAGERS = frozenset({Role.INCIDENT_MANAGER})
 RESPONDERS = frozenset({Role.INCIDENT_MANAGER, Role.TECHNICAL_SUPPORT})
-Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 
 
 class Category(StrEnum):
@@ -54,26 +55,23 @@ TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
 # --- commands -------------------------------------------------------------------------------------
 
 
-class IncidentCommand(Command):
+class IncidentCommand(RecordCommand):
     """A command on one existing incident (by UUID or number), optionally version-checked."""
 
-    incident: str = Field(description="Incident UUID or number (INC0000001).")
-    expected_version: int | None = Field(
-        default=None, ge=1, description="Refuse with 409 unless the incident is at this version."
-    )
+    incident: Ref
 
 
 class OpenIncident(Command):
     """SOP 2.1: record a new incident; severity given or derived from the assessment."""
 
     roles = MANAGERS
-    title: Annotated[str, Field(min_length=1, max_length=300)]
+    title: Title
     description: Text
     category: Category
     impact: Level
     urgency: Level
     reported_by: UUID
-    detection_time: AwareDatetime
+    detection_time: Moment
     severity: Severity | None = None
     assessment: SeverityAssessment | None = None
     assigned_to: UUID | None = None
@@ -95,7 +93,7 @@ class AcknowledgeIncident(IncidentCommand):
 
 
 class AssignIncident(IncidentCommand):
-    """SOP 2.2: assign the incident to an (active) incident manager."""
+    """SOP 2.2: assign the incident to an active incident manager or technical support."""
 
     roles = MANAGERS
     assigned_to: UUID
@@ -112,7 +110,7 @@ class UpdateIncidentDetails(IncidentCommand):
     """SOP 2.2: change title, description, category, impact, urgency or severity."""
 
     roles = MANAGERS
-    title: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    title: Title | None = None
     description: Text | None = None
     category: Category | None = None
     impact: Level | None = None
@@ -134,11 +132,23 @@ class LinkCIToIncident(IncidentCommand):
 class Incident(Aggregate):
     @staticmethod
     def create_id(number: str, **_: Any) -> UUID:
-        return stable_id("record", number)
+        return record_id(number)
 
-    field_types = {"category": Category, "impact": Level, "urgency": Level}
+    class Opened(Aggregate.Created):
+        number: str
+        title: str
+        description: str
+        category: Category
+        severity: Severity
+        impact: Level
+        urgency: Level
+        reported_by: UUID
+        assigned_to: UUID | None
+        detection_time: AwareDatetime
+        assessment: SeverityAssessment | None
+        decision: SeverityDecision | None
 
-    @event("Opened")
+    @event(Opened)
     def __init__(
         self,
         meta: Meta,
@@ -182,6 +192,15 @@ class Incident(Aggregate):
             f"Incident {self.number} is closed; a closed incident cannot change.",
         )
 
+    def require_open_or_in_progress(self, what: str) -> None:
+        require(
+            self.status in (IncidentStatus.OPEN, IncidentStatus.IN_PROGRESS),
+            "incident.not_open",
+            f"Only an open or in-progress incident can {what}; {self.number} is "
+            f"{self.status.value}.",
+            current_status=self.status.value,
+        )
+
     def acknowledge(self, meta: Meta) -> None:
         self.require_not_closed()
         if self.acknowledged_at is not None:
@@ -216,7 +235,7 @@ class Incident(Aggregate):
     def update_details(
         self,
         meta: Meta,
-        changes: dict[str, list[Any]],
+        changes: Changes,
         severity: Severity | None,
         assessment: SeverityAssessment | None,
         decision: SeverityDecision | None,
@@ -243,15 +262,26 @@ class Incident(Aggregate):
 
     # events ------------------------------------------------------------------------------------
 
-    @event("Acknowledged")
+    class Acknowledged(Aggregate.Event):
+        pass
+
+    @event(Acknowledged)
     def _acknowledged(self, meta: Meta) -> None:
         self.acknowledged_at = meta.occurred_at
 
-    @event("Assigned")
+    class Assigned(Aggregate.Event):
+        assigned_to: UUID
+        previous: UUID | None
+
+    @event(Assigned)
     def _assigned(self, meta: Meta, assigned_to: UUID, previous: UUID | None) -> None:
         self.assigned_to = assigned_to
 
-    @event("StatusChanged")
+    class StatusChanged(Aggregate.Event):
+        status: IncidentStatus
+        previous: IncidentStatus
+
+    @event(StatusChanged)
     def _status_changed(self, meta: Meta, status: IncidentStatus, previous: IncidentStatus) -> None:
         if previous == IncidentStatus.RESOLVED and status == IncidentStatus.IN_PROGRESS:
             self.reopen_count += 1
@@ -261,11 +291,20 @@ class Incident(Aggregate):
             self.closed_at = meta.occurred_at
         self.status = status
 
-    @event("DetailsUpdated")
-    def _details_updated(self, meta: Meta, changes: dict[str, list[Any]]) -> None:
-        self.apply_changes(changes)
+    class DetailsUpdated(Aggregate.Event):
+        changes: Changes
 
-    @event("Reprioritised")
+    @event(DetailsUpdated)
+    def _details_updated(self, meta: Meta, changes: Changes) -> None:
+        self.apply_changes(changes, Incident.Opened)
+
+    class Reprioritised(Aggregate.Event):
+        severity: Severity
+        previous: Severity
+        assessment: SeverityAssessment | None
+        decision: SeverityDecision | None
+
+    @event(Reprioritised)
     def _reprioritised(
         self,
         meta: Meta,
@@ -276,6 +315,9 @@ class Incident(Aggregate):
     ) -> None:
         self.severity = severity
 
-    @event("ConfigurationItemLinked")
+    class ConfigurationItemLinked(Aggregate.Event):
+        ci_id: UUID
+
+    @event(ConfigurationItemLinked)
     def _ci_linked(self, meta: Meta, ci_id: UUID) -> None:
         self.ci_ids.append(ci_id)

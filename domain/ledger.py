@@ -1,140 +1,67 @@
-"""IncidentLedger: the application. One handler per command: load, decide, save atomically."""
+"""IncidentLedger: the application. `handle()` is the one entry point: check the actor, decide
+with the command's handler, and save every event of the command in one atomic append."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import RecordConflictError
-from eventsourcing.utils import get_topic
-from pydantic import BaseModel, ConfigDict, Field
+from eventsourcing.utils import Environment, EnvType, get_topic
 
-from domain.base import (
-    Aggregate,
-    Command,
+from domain.api_key import ApiKey, hash_key
+from domain.base import Aggregate, Command, Meta
+from domain.context import Context, Outcome, resolve
+from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
     InvalidInput,
-    Meta,
     NotFound,
-    Role,
     RuleViolation,
     Unauthenticated,
-    stable_id,
 )
+from domain.handlers import HANDLERS
 from domain.mapper import JSONTranscoder, PydanticMapper
-from domain.parties import ApiKey, User
-from domain.records import Counter
+from domain.memory import MemoryFactory
+from domain.topics import register_moved_topics
+from domain.user import User
 
-A = TypeVar("A", bound=Aggregate)
-NUMBER = re.compile(r"^[A-Z]{3}\d{7}$")
-CLOCK_SKEW = timedelta(seconds=5)
 MAX_ATTEMPTS = 8
-
-
-class Outcome(BaseModel):
-    """What a command answers: the record it created or changed, and its new version."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: UUID
-    type: str
-    version: int
-    number: str | None = None
-    status: str | None = None
-    severity: str | None = None
-    extra: dict[str, Any] = {}
-    secret: str | None = Field(default=None, exclude=True)
-    """Shown once (a new API key); never stored, so a replayed request does not show it."""
+register_moved_topics()
 
 
 @runtime_checkable
-class IdempotencyRecorder(Protocol):
-    """A recorder that stores idempotency keys in the same transaction as the events."""
+class CommandRecorder(Protocol):
+    """A recorder that keeps, in the same transaction as the events, each command's outcome (by
+    command id) and each idempotency key's request hash and outcome."""
 
-    def find_idempotency(self, key: str) -> tuple[str, str] | None: ...
+    def find_command(self, command_id: UUID) -> tuple[str, int | None] | None: ...
 
-
-@dataclass
-class Context:
-    """One attempt at one command: who acts, when, and which records the client addressed."""
-
-    ledger: IncidentLedger
-    meta: Meta
-    actor: User | None
-    now: datetime
-    addressed: dict[UUID, int] = field(default_factory=dict)
-
-    @property
-    def actor_id(self) -> UUID | None:
-        return self.meta.actor
-
-    def address(self, aggregate: A, expected_version: int | None = None) -> A:
-        """Mark a record the client named; a concurrent change to it is the client's 409."""
-        if expected_version is not None and expected_version != aggregate.version:
-            raise ConcurrencyConflict(
-                "concurrency.version_mismatch",
-                f"The record is at version {aggregate.version}, not {expected_version}; "
-                "reload it and try again.",
-                current_version=aggregate.version,
-            )
-        self.addressed[aggregate.id] = aggregate.version
-        return aggregate
-
-    def require_assignee_if_support(self, incident: Any) -> None:
-        """Technical support may acknowledge or move only the incidents assigned to them."""
-        if (
-            self.actor is not None
-            and self.actor.role == Role.TECHNICAL_SUPPORT
-            and incident.assigned_to != self.actor.id
-        ):
-            raise Forbidden(
-                "incident.not_assigned_to_you",
-                f"Technical support may only do this on incidents assigned to them; "
-                f"{incident.number} is not.",
-            )
-
-    def next_number(self, prefix: str) -> tuple[str, Counter]:
-        """Issue the next human number of a kind; the counter is saved with the record."""
-        counter = self.ledger.get_or_none(Counter.create_id(prefix=prefix))
-        if not isinstance(counter, Counter):
-            counter = Counter(meta=self.meta, prefix=prefix)
-        return counter.next_number(self.meta), counter
-
-    def not_before(self, moment: datetime, what: str) -> None:
-        if self.meta.occurred_at < moment:
-            raise InvalidInput(
-                "occurred_at.before_detection",
-                f"occurred_at {self.meta.occurred_at.isoformat()} is before {what} "
-                f"({moment.isoformat()}).",
-            )
-
-
-Handler = Callable[["IncidentLedger", Any, Context], tuple[Outcome, list[Aggregate]]]
+    def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None: ...
 
 
 class IncidentLedger(Application[UUID]):
     """Every SOP action is a command; every accepted command becomes immutable events."""
 
     env: ClassVar[dict[str, str]] = {
+        "PERSISTENCE_MODULE": get_topic(MemoryFactory),
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(JSONTranscoder),
         "AGGREGATE_CACHE_MAXSIZE": "5000",
     }
-    handlers: ClassVar[dict[type[Command], Handler]] = {}
 
     def __init__(
         self, env: dict[str, str] | None = None, clock: Callable[[], datetime] | None = None
     ) -> None:
         super().__init__(env)
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only what the caller passes: the domain never reads the process environment."""
+        return Environment(name, {**type(self).env, **(env or {})})
 
     # --- the one entry point ----------------------------------------------------------------
 
@@ -146,8 +73,13 @@ class IncidentLedger(Application[UUID]):
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> Outcome:
-        """Check the actor, run the command's handler and save all its events in one append."""
-        handler = self.handlers[type(command)]
+        """Check the actor, run the command's handler and save all its events in one append.
+
+        Records another command changed meanwhile make the append fail; the command is then
+        decided again on fresh state, unless a record the client named moved (409). If the
+        append's commit landed but its acknowledgment was lost, the retry finds the command's
+        own record and answers the first outcome instead of deciding twice."""
+        handler = HANDLERS[type(command)]
         if idempotency_key is not None:
             replay = self._idempotent_replay(idempotency_key, request_hash)
             if replay is not None:
@@ -155,20 +87,29 @@ class IncidentLedger(Application[UUID]):
         command_id = uuid4()
         for _attempt in range(MAX_ATTEMPTS):
             ctx = self._context(command, actor, command_id, idempotency_key)
-            outcome, aggregates = handler(self, command, ctx)
-            kwargs: dict[str, Any] = {}
+            outcome, aggregates = handler(command, ctx)
+            saved = {aggregate.id for aggregate in aggregates}
+            answer = outcome.model_dump_json()
+            kwargs: dict[str, Any] = {
+                "command": (command_id, answer),
+                "guards": {i: v for i, v in ctx.guarded.items() if i not in saved},
+            }
             if idempotency_key is not None:
-                kwargs["idempotency"] = (idempotency_key, request_hash, outcome.model_dump_json())
+                kwargs["idempotency"] = (idempotency_key, request_hash, answer)
             try:
-                self.save(*aggregates, **kwargs)
+                recordings = self.save(*aggregates, **kwargs)
             except RecordConflictError:
+                first = self._committed(command_id)
+                if first is not None:
+                    return first
                 if idempotency_key is not None:
                     replay = self._idempotent_replay(idempotency_key, request_hash)
                     if replay is not None:
                         return replay
                 self._raise_if_addressed_moved(ctx)
-                continue  # only a bookkeeping record (a number counter) moved: decide again
-            return outcome
+                continue  # a guarded or bookkeeping record moved: decide again
+            position = recordings[-1].notification.id if recordings else None
+            return outcome.model_copy(update={"position": position})
         raise ConcurrencyConflict(
             "concurrency.busy", "Too many concurrent changes; try again.", current_version=None
         )
@@ -178,14 +119,23 @@ class IncidentLedger(Application[UUID]):
     ) -> Context:
         now = self.clock()
         occurred_at = command.occurred_at or now
-        if occurred_at > now + CLOCK_SKEW:
-            raise InvalidInput(
-                "occurred_at.in_future",
-                f"occurred_at {occurred_at.isoformat()} is in the future (now {now.isoformat()}).",
-            )
         actor: User | None = None
+        if actor_id is None and not command.system:
+            raise Forbidden("actor.missing", "Only the ledger itself may act without a user.")
+        ctx = Context(
+            self.get_or_none,
+            Meta(
+                actor=actor_id,
+                occurred_at=occurred_at,
+                command_id=command_id,
+                command=type(command).__name__,
+                idempotency_key=key,
+            ),
+            actor,
+            now,
+        )
         if actor_id is not None:
-            actor = self.find(User, actor_id, "actor")
+            actor = ctx.find(User, actor_id, "actor", guard=True)
             if not actor.is_active:
                 raise Forbidden("actor.inactive", "Your user account is inactive.")
             if actor.role not in command.roles:
@@ -193,28 +143,33 @@ class IncidentLedger(Application[UUID]):
                     "role.forbidden",
                     f"Your role ({actor.role.value}) may not {type(command).__name__}.",
                 )
-        meta = Meta(
-            actor=actor_id,
-            occurred_at=occurred_at,
-            command_id=command_id,
-            command=type(command).__name__,
-            idempotency_key=key,
-        )
-        return Context(self, meta, actor, now)
+            ctx.actor = actor
+        ctx.not_in_future(occurred_at, "occurred_at")
+        return ctx
+
+    def _committed(self, command_id: UUID) -> Outcome | None:
+        """The outcome of a command whose append already committed (a lost acknowledgment)."""
+        if not isinstance(self.recorder, CommandRecorder):
+            return None
+        found = self.recorder.find_command(command_id)
+        if found is None:
+            return None
+        answer, position = found
+        return Outcome.model_validate_json(answer).model_copy(update={"position": position})
 
     def _idempotent_replay(self, key: str, request_hash: str | None) -> Outcome | None:
-        if not isinstance(self.recorder, IdempotencyRecorder):
+        if not isinstance(self.recorder, CommandRecorder):
             return None
         found = self.recorder.find_idempotency(key)
         if found is None:
             return None
-        stored_hash, stored_outcome = found
+        stored_hash, stored_outcome, position = found
         if stored_hash != request_hash:
             raise InvalidInput(
                 "idempotency.key_reused",
                 "This Idempotency-Key was already used with a different request body.",
             )
-        return Outcome.model_validate_json(stored_outcome)
+        return Outcome.model_validate_json(stored_outcome).model_copy(update={"position": position})
 
     def _raise_if_addressed_moved(self, ctx: Context) -> None:
         for aggregate_id, version in ctx.addressed.items():
@@ -227,40 +182,7 @@ class IncidentLedger(Application[UUID]):
                     current_version=current,
                 )
 
-    # --- loading ------------------------------------------------------------------------------
-
-    def find(self, cls: type[A], ref: UUID | str, what: str) -> A:
-        """Load a record by UUID or human number; 404 with `<what>.not_found` if absent."""
-        aggregate_id = self.resolve(ref, what)
-        aggregate = self.get_or_none(aggregate_id)
-        if not isinstance(aggregate, cls):
-            raise NotFound(f"{what}.not_found", f"No {what.replace('_', ' ')} {ref}.")
-        return aggregate
-
-    @staticmethod
-    def resolve(ref: UUID | str, what: str) -> UUID:
-        if isinstance(ref, UUID):
-            return ref
-        ref = ref.strip()
-        if NUMBER.match(ref.upper()):
-            return stable_id("record", ref.upper())
-        try:
-            return UUID(ref)
-        except ValueError:
-            raise NotFound(
-                f"{what}.not_found", f"{ref!r} is neither a UUID nor a record number."
-            ) from None
-
-    def active_user(self, user_id: UUID, what: str) -> User:
-        """A user who may be referenced (assignee, recipient, target...): exists and is active."""
-        user = self.find(User, user_id, "user")
-        if not user.is_active:
-            raise RuleViolation(
-                "user.inactive",
-                f"The {what} ({user.full_name}) is inactive and cannot be referenced.",
-                user=str(user_id),
-            )
-        return user
+    # --- reading ------------------------------------------------------------------------------
 
     def get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
         try:
@@ -268,53 +190,22 @@ class IncidentLedger(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
+    def find(self, cls: type[Any], ref: UUID | str, what: str) -> Any:
+        """Load a record by UUID or number; 404 with `<what>.not_found` if absent."""
+        found = self.get_or_none(resolve(ref, what))
+        if not isinstance(found, cls):
+            raise NotFound(f"{what}.not_found", f"No {what.replace('_', ' ')} {ref}.")
+        return found
+
     def authenticate(self, key: str) -> User:
         """The active user an API key belongs to; 401 if the key is unknown."""
         api_key = self.get_or_none(ApiKey.create_id(key_hash=hash_key(key)))
         if not isinstance(api_key, ApiKey) or api_key.revoked:
             raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
         user = self.find(User, api_key.user_id, "user")
-        if not user.is_active:
+        if not isinstance(user, User) or not user.is_active:
             raise Forbidden("actor.inactive", "Your user account is inactive.")
         return user
 
 
-def hash_key(key: str) -> str:
-    """API keys are random and long, so a fast hash is enough; only the hash is stored."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_api_key() -> str:
-    return "il_" + secrets.token_urlsafe(32)
-
-
-def handles(command_class: type[Command]) -> Callable[[Handler], Handler]:
-    """Register a ledger handler for a command class."""
-
-    def register(func: Handler) -> Handler:
-        IncidentLedger.handlers[command_class] = func
-        return func
-
-    return register
-
-
-def outcome(aggregate: Aggregate, secret: str | None = None, **extra: Any) -> Outcome:
-    def plain(name: str) -> str | None:
-        value = getattr(aggregate, name, None)
-        return None if value is None else str(value)
-
-    return Outcome(
-        id=aggregate.id,
-        type=type(aggregate).__name__,
-        version=aggregate.version,
-        number=plain("number"),
-        status=plain("status"),
-        severity=plain("severity"),
-        extra=extra,
-        secret=secret,
-    )
-
-
-# Handlers register themselves on import.
-import domain.handlers.incident  # noqa: E402
-import domain.handlers.parties  # noqa: E402, F401
+__all__ = ["IncidentLedger", "Outcome", "RuleViolation"]

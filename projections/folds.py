@@ -8,13 +8,10 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from domain import incident, parties
 from domain.base import DomainEvent
-
-# The @event decorator defines the nested event classes at run time, which mypy cannot see.
-Incident: Any = incident.Incident
-ConfigurationItem: Any = parties.ConfigurationItem
-User: Any = parties.User
+from domain.configuration_item import ConfigurationItem
+from domain.incident import Incident
+from domain.user import User
 
 BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
 INCIDENT_COLUMNS = (

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
@@ -69,12 +70,30 @@ def admin(client: TestClient) -> Actor:
     users = client.get("/incidents", headers=headers)
     assert users.status_code == 200
     from api.service import ADMIN_EMAIL
-    from domain.parties import EmailIndex
+    from domain.user import EmailIndex
 
     service: Service = client.app.state.service  # type: ignore[attr-defined]
     index = service.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
     assert isinstance(index, EmailIndex)
     return Actor(str(index.user_id), headers)
+
+
+def admin_id(service: Service) -> UUID:
+    """The first administrator's id (tests act as it to set things up)."""
+    from api.service import ADMIN_EMAIL
+    from domain.user import EmailIndex
+
+    index = service.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
+    assert isinstance(index, EmailIndex)
+    assert index.user_id is not None
+    return index.user_id
+
+
+def bootstrap(ledger: Any) -> UUID:
+    """The first administrator of an in-memory ledger."""
+    from domain.api_key import BootstrapAdministrator
+
+    return UUID(str(ledger.handle(BootstrapAdministrator(email="root@example.test"), None).id))
 
 
 def unique(prefix: str = "u") -> str:

@@ -13,8 +13,10 @@ from uuid import UUID
 
 import pytest
 
+from api.errors import status_of
 from api.service import Service
-from domain.base import Command, LedgerError, Role
+from domain.base import Command, Role
+from domain.errors import LedgerError
 from domain.incident import (
     AssignIncident,
     ChangeIncidentStatus,
@@ -22,8 +24,10 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
-from domain.parties import RegisterUser
-from domain.records import AddWorkNote, Counter, NoteType
+from domain.numbering import Counter
+from domain.user import RegisterUser
+from domain.work_note import AddWorkNote, NoteType
+from tests.conftest import admin_id
 
 THREADS = 16
 ROUNDS = 3
@@ -50,7 +54,7 @@ def register_manager(service: Service) -> UUID:
         role=Role.INCIDENT_MANAGER,
         timezone="UTC",
     )
-    return service.execute(command, None).id
+    return service.execute(command, admin_id(service)).id
 
 
 def open_command(manager: UUID, title: str = "Shared outage") -> OpenIncident:
@@ -139,7 +143,7 @@ def test_execute_keeps_versions_gapless_when_threads_race_on_one_incident(
     assert tally.refusals, "16 threads on one version should have collided at least once"
     for refusal in tally.refusals:
         assert isinstance(refusal, LedgerError)
-        assert refusal.status == 409, (type(refusal).__name__, refusal.code)
+        assert status_of(refusal) == 409, (type(refusal).__name__, refusal.code)
         assert type(refusal).__name__ in ("ConcurrencyConflict", "RuleViolation")
     versions = [e.originator_version for e in service.ledger.events.get(incident_id)]
     assert versions == list(range(1, len(versions) + 1))

@@ -15,7 +15,8 @@ from api.service import Service
 from api.store import IDEMPOTENCY_TABLE
 from domain.base import Role
 from domain.incident import OpenIncident
-from domain.parties import RegisterUser
+from domain.user import RegisterUser
+from tests.conftest import admin_id
 
 APP_ROLE = "incident_ledger_app"
 STATEMENTS = {
@@ -119,7 +120,7 @@ def test_service_appends_events_when_changes_were_refused(
             role=Role.INCIDENT_MANAGER,
             timezone="UTC",
         ),
-        None,
+        admin_id(service),
     ).id
     opened = service.execute(
         OpenIncident(

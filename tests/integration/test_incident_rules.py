@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.service import Service
-from domain.base import NotFound
+from domain.errors import NotFound
 from domain.incident import Category, ChangeIncidentStatus, IncidentStatus, Level, OpenIncident
-from domain.records import AddWorkNote, NoteType
 from domain.severity import Severity
+from domain.work_note import AddWorkNote, NoteType
 from tests.conftest import Actor
 
 Refuse = Callable[..., dict[str, Any]]
@@ -461,7 +461,7 @@ def test_open_incident_refused_when_detection_time_in_future(
         lambda: client.post(
             "/incidents", json=_open_body(manager, detection_time=future), headers=manager.headers
         ),
-        422,
+        409,
         "detection_time.in_future",
     )
 
@@ -475,7 +475,7 @@ def test_open_incident_refused_when_occurred_at_before_detection(
             json=_open_body(manager, detection_time=_ago(minutes=10), occurred_at=_ago(hours=1)),
             headers=manager.headers,
         ),
-        422,
+        409,
         "occurred_at.before_detection",
     )
 
@@ -493,7 +493,7 @@ def test_acknowledge_incident_refused_when_occurred_at_in_future(
             json={"occurred_at": future},
             headers=manager.headers,
         ),
-        422,
+        409,
         "occurred_at.in_future",
     )
 
@@ -508,7 +508,7 @@ def test_acknowledge_incident_refused_when_occurred_at_before_detection(
             json={"occurred_at": _ago(hours=3)},
             headers=manager.headers,
         ),
-        422,
+        409,
         "occurred_at.before_detection",
     )
 
@@ -531,7 +531,7 @@ def test_record_refused_when_occurred_at_before_detection(
         lambda: client.post(
             f"/incidents/{incident['number']}/{kind}", json=body, headers=manager.headers
         ),
-        422,
+        409,
         "occurred_at.before_detection",
     )
 
@@ -1192,6 +1192,6 @@ def test_incident_record_refused_when_occurred_at_before_detection(
     send = client.patch if command == "work-note-update" else client.post
     refuse(
         lambda: send(path, json=body, headers=manager.headers),
-        422,
+        409,
         "occurred_at.before_detection",
     )

@@ -20,9 +20,10 @@ from domain.incident import (
     UpdateIncidentDetails,
 )
 from domain.ledger import IncidentLedger
-from domain.parties import RegisterUser, User
 from domain.severity import SeverityAssessment
+from domain.user import RegisterUser, User
 from projections.folds import Increment, Row, incident_rows, timeline_rows, user_rows
+from tests.conftest import bootstrap
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DETECTED = START - timedelta(minutes=30)
@@ -72,7 +73,7 @@ def world() -> Iterator[World]:
             actor,
         ).id
 
-    admin = register("Admin", Role.SYSTEM_ADMINISTRATOR, None)
+    admin = bootstrap(ledger)
     manager = register("Mia", Role.INCIDENT_MANAGER, admin)
     other = register("Olu", Role.INCIDENT_MANAGER, admin)
     opened = ledger.handle(

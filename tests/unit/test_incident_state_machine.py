@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from domain.base import Command, ConcurrencyConflict, Role, RuleViolation
+from domain.base import Command, Role
+from domain.errors import ConcurrencyConflict, RuleViolation
 from domain.incident import (
     AcknowledgeIncident,
     AssignIncident,
@@ -25,9 +26,10 @@ from domain.incident import (
     UpdateIncidentDetails,
 )
 from domain.ledger import IncidentLedger
-from domain.parties import RegisterUser
-from domain.records import AddWorkNote, NoteType, WorkNote
 from domain.severity import Severity
+from domain.user import RegisterUser
+from domain.work_note import AddWorkNote, NoteType, WorkNote
+from tests.conftest import bootstrap
 
 START = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -76,7 +78,7 @@ class IncidentMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = StepClock()
         self.ledger = IncidentLedger(clock=self.clock)
-        admin = self._register("Admin", Role.SYSTEM_ADMINISTRATOR, None)
+        admin = bootstrap(self.ledger)
         self.managers = [
             self._register(f"Manager{i}", Role.INCIDENT_MANAGER, admin) for i in range(MANAGERS)
         ]

@@ -1,0 +1,38 @@
+"""Gapless human numbers (INC0000001, BRG..., RPT...): a counter per kind, saved in the same append
+as the record it numbers, so a number is never skipped or reused."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain.base import Aggregate, Meta, stable_id
+
+
+class Counter(Aggregate):
+    """Issues the human numbers of one kind of record."""
+
+    @staticmethod
+    def create_id(prefix: str, **_: Any) -> UUID:
+        return stable_id("counter", prefix)
+
+    class Started(Aggregate.Created):
+        prefix: str
+
+    @event(Started)
+    def __init__(self, meta: Meta, prefix: str) -> None:
+        self.prefix = prefix
+        self.last = 0
+
+    def next_number(self, meta: Meta) -> str:
+        self._issued(meta, self.last + 1)
+        return f"{self.prefix}{self.last:07d}"
+
+    class NumberIssued(Aggregate.Event):
+        value: int
+
+    @event(NumberIssued)
+    def _issued(self, meta: Meta, value: int) -> None:
+        self.last = value

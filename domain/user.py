@@ -1,0 +1,193 @@
+"""Users (SOP 1): their commands, the User aggregate, and the email index that keeps addresses
+unique under concurrency."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eventsourcing.domain import event
+from pydantic import AfterValidator
+
+from domain.base import Aggregate, Changes, Command, Meta, RecordCommand, Role, stable_id
+from domain.errors import require
+from domain.text import Name
+
+ADMIN = frozenset({Role.SYSTEM_ADMINISTRATOR})
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _valid_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA timezone {name!r}") from None
+    return name
+
+
+def _valid_email(value: str) -> str:
+    if not EMAIL.match(value):
+        raise ValueError("not an email address")
+    return value
+
+
+Timezone = Annotated[Name, AfterValidator(_valid_timezone)]
+Email = Annotated[Name, AfterValidator(_valid_email)]
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+class RegisterUser(Command):
+    """SOP 1: create a user account."""
+
+    roles = ADMIN
+    first_name: Name
+    last_name: Name
+    email: Email
+    role: Role
+    timezone: Timezone
+    status: Status = Status.ACTIVE
+    client_id: UUID | None = None
+
+
+class UpdateUser(RecordCommand):
+    """SOP 1: update a user's details (only the fields given)."""
+
+    roles = ADMIN
+    user: UUID
+    first_name: Name | None = None
+    last_name: Name | None = None
+    email: Email | None = None
+    role: Role | None = None
+    timezone: Timezone | None = None
+    client_id: UUID | None = None
+
+
+class DeactivateUser(RecordCommand):
+    """SOP 1: an inactive user can no longer act or be referenced."""
+
+    roles = ADMIN
+    user: UUID
+
+
+class ReactivateUser(RecordCommand):
+    """SOP 1: make an inactive user active again."""
+
+    roles = ADMIN
+    user: UUID
+
+
+# --- aggregates -----------------------------------------------------------------------------------
+
+
+class User(Aggregate):
+    class Registered(Aggregate.Created):
+        first_name: str
+        last_name: str
+        email: str
+        role: Role
+        timezone: str
+        status: Status
+        client_id: UUID | None
+
+    @event(Registered)
+    def __init__(
+        self,
+        meta: Meta,
+        first_name: str,
+        last_name: str,
+        email: str,
+        role: Role,
+        timezone: str,
+        status: Status,
+        client_id: UUID | None,
+    ) -> None:
+        self.first_name = first_name
+        self.last_name = last_name
+        self.email = email
+        self.role = role
+        self.timezone = timezone
+        self.status = status
+        self.client_id = client_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == Status.ACTIVE
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    def update(self, meta: Meta, changes: Changes) -> None:
+        require(bool(changes), "user.no_change", "The update changes nothing.")
+        self._updated(meta, changes)
+
+    def deactivate(self, meta: Meta) -> None:
+        require(self.is_active, "user.already_inactive", "The user is already inactive.")
+        self._status_changed(meta, Status.INACTIVE)
+
+    def reactivate(self, meta: Meta) -> None:
+        require(not self.is_active, "user.already_active", "The user is already active.")
+        self._status_changed(meta, Status.ACTIVE)
+
+    class Updated(Aggregate.Event):
+        changes: Changes
+
+    @event(Updated)
+    def _updated(self, meta: Meta, changes: Changes) -> None:
+        self.apply_changes(changes, User.Registered)
+
+    class StatusChanged(Aggregate.Event):
+        status: Status
+
+    @event(StatusChanged)
+    def _status_changed(self, meta: Meta, status: Status) -> None:
+        self.status = status
+
+
+class EmailIndex(Aggregate):
+    """Claims an email address for one user, so uniqueness holds under concurrency."""
+
+    @staticmethod
+    def create_id(email: str, **_: Any) -> UUID:
+        return stable_id("email", email.strip().lower())
+
+    class Claimed(Aggregate.Created):
+        email: str
+        user_id: UUID
+
+    @event(Claimed)
+    def __init__(self, meta: Meta, email: str, user_id: UUID) -> None:
+        self.email = email
+        self.user_id: UUID | None = user_id
+
+    def claim(self, meta: Meta, user_id: UUID) -> None:
+        require(
+            self.user_id is None,
+            "user.email_taken",
+            f"The email address {self.email} already belongs to another user.",
+        )
+        self._reclaimed(meta, user_id)
+
+    class Reclaimed(Aggregate.Event):
+        user_id: UUID
+
+    @event(Reclaimed)
+    def _reclaimed(self, meta: Meta, user_id: UUID) -> None:
+        self.user_id = user_id
+
+    class Released(Aggregate.Event):
+        pass
+
+    @event(Released)
+    def release(self, meta: Meta) -> None:
+        self.user_id = None
