@@ -78,12 +78,17 @@ class LedgerRecorder(PostgresApplicationRecorder):
         guards: dict[UUID, int] | None = None,
         **kwargs: Any,
     ) -> None:
-        # The library's order (lock, notify, insert), with the guard check under the lock.
+        # The library's order (lock, notify, insert), then the guard check, still under the
+        # lock and before the library's sync, so a moved record fails the append with nothing
+        # else queued behind it in the pipeline. Its own cursor, so the insert's cursor keeps the
+        # returned notification ids; never prepared, because psycopg's pipeline mode loses track
+        # of a statement prepared in a batch that an earlier statement's error aborted.
         self._lock_table(curs)
         self._notify_channel(curs)
-        if guards:
-            curs.execute(self._guard, (list(guards), list(guards.values())), prepare=True)
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+        if guards:
+            with curs.connection.cursor() as guard:
+                guard.execute(self._guard, (list(guards), list(guards.values())), prepare=False)
 
     def _fetch_ids_after_insert_events(
         self,
@@ -103,6 +108,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     self._commands
                 ),
                 (*command, position),
+                prepare=False,
             )
         if idempotency is not None:
             curs.execute(
@@ -110,6 +116,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     "INSERT INTO {} (key, request_hash, outcome, position) VALUES (%s, %s, %s, %s)"
                 ).format(self._idempotency),
                 (*idempotency, position),
+                prepare=False,
             )
         return ids
 
