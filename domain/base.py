@@ -87,11 +87,12 @@ def plain(value: Any) -> Any:
 
 def changes_between(current: Any, updates: dict[str, Any]) -> Changes:
     """The fields an update really changes, as {field: (before, after)} in JSON-plain form."""
-    return {
-        name: (plain(getattr(current, name)), plain(value))
-        for name, value in updates.items()
-        if plain(getattr(current, name)) != plain(value)
-    }
+    changes: Changes = {}
+    for name, value in updates.items():
+        before = getattr(current, name)
+        if before != value and plain(before) != plain(value):  # 1 == 1.0; UUID == its text
+            changes[name] = (plain(before), plain(value))
+    return changes
 
 
 class Aggregate(BaseAggregate[UUID]):
