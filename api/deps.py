@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.service import Service
 from domain.base import Role
-from domain.errors import Forbidden, Unauthenticated
+from domain.configuration_item import ConfigurationItem
+from domain.errors import Forbidden, NotFound, Unauthenticated
+from domain.incident import Incident
 from domain.user import User
 
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
@@ -45,3 +48,37 @@ def reader(*roles: Role) -> object:
         return user
 
     return Depends(check)
+
+
+class ReadScope:
+    """Who may read what, in one place: a client contact reads only incidents that affect their
+    own client (through the incident's CIs), in every version; anyone else reads everything. An
+    incident out of scope answers the same 404 as one that does not exist."""
+
+    def __init__(self, service: Service, user: User) -> None:
+        self.service = service
+        self.user = user
+
+    @property
+    def client_id(self) -> UUID | None:
+        """The client every listing is limited to (None: no limit)."""
+        return self.user.client_id if self.user.role == Role.CLIENT_CONTACT else None
+
+    def incident(self, ref: str) -> Incident:
+        """The current incident named, if the reader may see it."""
+        found: Incident = self.service.ledger.find(Incident, ref, "incident")
+        client = self.client_id
+        if client is not None and not any(
+            isinstance(ci := self.service.ledger.get_or_none(ci_id), ConfigurationItem)
+            and client in ci.client_ids
+            for ci_id in found.ci_ids
+        ):
+            raise NotFound("incident.not_found", f"No incident {ref}.")
+        return found
+
+
+def read_scope(service: ServiceDep, user: CurrentUser) -> ReadScope:
+    return ReadScope(service, user)
+
+
+Scope = Annotated[ReadScope, Depends(read_scope)]

@@ -12,13 +12,10 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from api.deps import CurrentUser, ServiceDep
-from domain.base import Role
-from domain.configuration_item import ConfigurationItem
-from domain.errors import Forbidden, InvalidInput, NotFound
+from api.deps import CurrentUser, Scope, ServiceDep
+from domain.errors import InvalidInput, NotFound
 from domain.incident import Incident
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
-from domain.user import User
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
 
 router = APIRouter()
@@ -50,21 +47,6 @@ def incident_state(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _client_scope(service: ServiceDep, user: User, incident: Incident | None = None) -> Any:
-    """A client contact reads only incidents that touch their own client's CIs."""
-    if user.role != Role.CLIENT_CONTACT:
-        return None
-    if incident is not None:
-        for ci_id in incident.ci_ids:
-            ci = service.ledger.get_or_none(ci_id)
-            if isinstance(ci, ConfigurationItem) and user.client_id in ci.client_ids:
-                return user.client_id
-        raise Forbidden(
-            "incident.not_your_client", "This incident does not affect your organisation."
-        )
-    return user.client_id
-
-
 @router.get("/health", tags=["service"], summary="Liveness, and how far each projection lags")
 def health(service: ServiceDep) -> dict[str, Any]:
     return service.health()
@@ -84,11 +66,11 @@ def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> Se
 def get_incident(
     incident: str,
     service: ServiceDep,
-    user: CurrentUser,
+    scope: Scope,
     response: Response,
     as_of_version: Annotated[int | None, Query(ge=1, description="State at this version")] = None,
 ) -> dict[str, Any]:
-    found = service.ledger.find(Incident, incident, "incident")
+    found = scope.incident(incident)  # in scope now: every earlier version is readable too
     if as_of_version is not None:
         if as_of_version > found.version:
             raise NotFound(
@@ -98,7 +80,6 @@ def get_incident(
                 current_version=found.version,
             )
         found = service.ledger.repository.get(found.id, version=as_of_version)
-    _client_scope(service, user, found)
     response.headers["ETag"] = f'"{found.version}"'
     return incident_state(found)
 
@@ -106,7 +87,7 @@ def get_incident(
 @router.get("/incidents", tags=["incidents"], summary="List incidents with filters and pagination")
 def get_incidents(
     service: ServiceDep,
-    user: CurrentUser,
+    scope: Scope,
     number: str | None = None,
     category: str | None = None,
     severity: str | None = None,
@@ -158,7 +139,7 @@ def get_incidents(
             descending=order == "desc",
             limit=limit,
             cursor=cursor,
-            client_id=_client_scope(service, user),
+            client_id=scope.client_id,
         )
     except BadQuery as exc:
         raise InvalidInput("query.invalid", str(exc)) from None
@@ -181,11 +162,10 @@ TIMELINE_CSV_FIELDS = [
 def get_timeline(
     incident: str,
     service: ServiceDep,
-    user: CurrentUser,
+    scope: Scope,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
-    found = service.ledger.find(Incident, incident, "incident")
-    _client_scope(service, user, found)
+    found = scope.incident(incident)
     entries = incident_timeline(service.ledger.recorder.datastore, found.id)  # type: ignore[attr-defined]
     if format == "csv":
         out = io.StringIO()

@@ -731,6 +731,33 @@ def test_idempotency_key_scoped_to_each_user(
 # --- client contacts -----------------------------------------------------------------------------
 
 
+def test_client_contact_reads_every_past_version_of_own_incident(
+    client: TestClient,
+    admin: Actor,
+    manager: Actor,
+    make_user: Callable[..., Actor],
+    open_incident: Callable[..., dict[str, Any]],
+) -> None:
+    """Version 1 names no CI yet; the incident is the contact's client's now, so it is theirs."""
+    own_client = _register_client(client, admin)
+    ci = _register_ci(client, admin, own_client)
+    contact = make_user("client_contact", client_id=own_client)
+    number = open_incident()["number"]
+    linked = client.post(
+        f"/incidents/{number}/configuration-items",
+        json={"configuration_item": ci},
+        headers=manager.headers,
+    )
+    assert linked.status_code == 200, linked.text
+    for version in (1, 2):
+        got = client.get(
+            f"/incidents/{number}", params={"as_of_version": version}, headers=contact.headers
+        )
+        assert got.status_code == 200, got.text
+        assert got.json()["version"] == version
+        assert len(got.json()["configuration_items"]) == version - 1
+
+
 def test_client_contact_reads_only_incidents_of_own_client(
     client: TestClient,
     admin: Actor,
@@ -748,11 +775,14 @@ def test_client_contact_reads_only_incidents_of_own_client(
 
     assert client.get(f"/incidents/{mine}", headers=contact.headers).status_code == 200
     assert client.get(f"/incidents/{mine}/timeline", headers=contact.headers).status_code == 200
+    missing = client.get("/incidents/INC9999999", headers=contact.headers)
+    assert missing.status_code == 404
     for number in (theirs, unlinked):
         for path in (f"/incidents/{number}", f"/incidents/{number}/timeline"):
             refused = client.get(path, headers=contact.headers)
-            assert refused.status_code == 403, (path, refused.text)
-            assert refused.json()["code"] == "incident.not_your_client"
+            # The same answer as for an incident that does not exist: nothing leaks.
+            assert refused.status_code == 404, (path, refused.text)
+            assert refused.json()["code"] == missing.json()["code"] == "incident.not_found"
 
     listed = client.get("/incidents", params={"limit": 500}, headers=contact.headers).json()
     assert [i["number"] for i in listed["items"]] == [mine]
@@ -768,7 +798,7 @@ def test_client_contact_sees_incident_once_ci_assigned_to_client(
     ci = _register_ci(client, admin)
     contact = make_user("client_contact", client_id=own_client)
     number = open_incident(configuration_items=[ci])["number"]
-    assert client.get(f"/incidents/{number}", headers=contact.headers).status_code == 403
+    assert client.get(f"/incidents/{number}", headers=contact.headers).status_code == 404
 
     assigned = client.post(
         f"/configuration-items/{ci}/clients", json={"client": own_client}, headers=admin.headers
@@ -782,5 +812,5 @@ def test_client_contact_sees_incident_once_ci_assigned_to_client(
         f"/configuration-items/{ci}/clients/{own_client}", headers=admin.headers
     )
     assert removed.status_code == 200, removed.text
-    assert client.get(f"/incidents/{number}", headers=contact.headers).status_code == 403
+    assert client.get(f"/incidents/{number}", headers=contact.headers).status_code == 404
     assert client.get("/incidents", headers=contact.headers).json()["items"] == []
