@@ -54,3 +54,55 @@ def test_open_p3_with_manager_opens_no_bridge(
 
     assert opened["status"] == "open"
     assert "bridge_number" not in opened["extra"]
+
+
+def test_open_p1_assigned_to_technical_support_opens_no_bridge(
+    client: TestClient,
+    manager: Actor,
+    make_user: Callable[..., Actor],
+    open_incident: Callable[..., dict[str, Any]],
+) -> None:
+    """Only an incident manager hosts a bridge: a P1 assigned to technical support is recorded,
+    stays open, and its missing bridge is an obligation, not a refusal."""
+    support = make_user("technical_support")
+    opened = open_incident(severity="P1", assigned_to=support.id)
+
+    assert opened["status"] == "open"
+    assert "bridge_number" not in opened["extra"]
+    got = client.get(f"/incidents/{opened['number']}", headers=manager.headers).json()
+    assert got["assigned_to"] == support.id
+
+
+def test_open_incident_refused_when_assignee_may_not_work_incidents(
+    client: TestClient,
+    manager: Actor,
+    make_user: Callable[..., Actor],
+    open_incident: Callable[..., dict[str, Any]],
+    refuse: Callable[..., dict[str, Any]],
+) -> None:
+    analyst = make_user("analyst")
+    body = {
+        "title": "Assigned to an analyst",
+        "description": "x",
+        "category": "software",
+        "impact": "low",
+        "urgency": "low",
+        "reported_by": manager.id,
+        "detection_time": "2026-01-01T00:00:00Z",
+        "severity": "P2",
+        "assigned_to": analyst.id,
+    }
+    refused = refuse(
+        lambda: client.post("/incidents", json=body, headers=manager.headers),
+        409,
+        "user.wrong_role",
+    )
+    assert "incident_manager" in refused["message"]
+    number = open_incident()["number"]
+    refuse(
+        lambda: client.post(
+            f"/incidents/{number}/assign", json={"assigned_to": analyst.id}, headers=manager.headers
+        ),
+        409,
+        "user.wrong_role",
+    )
