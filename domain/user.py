@@ -191,3 +191,47 @@ class EmailIndex(Aggregate):
     @event(Released)
     def release(self, meta: Meta) -> None:
         self.user_id = None
+
+
+class AdministratorRoster(Aggregate):
+    """The active system administrators. Every change to who is one is saved here in the same
+    append, so two concurrent demotions cannot leave the ledger with nobody to administer it."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:
+        return stable_id("roster", "system_administrator")
+
+    class Started(Aggregate.Created):
+        pass
+
+    @event(Started)
+    def __init__(self, meta: Meta) -> None:
+        self.members: list[UUID] = []
+
+    def join(self, meta: Meta, user_id: UUID) -> None:
+        if user_id not in self.members:
+            self._joined(meta, user_id)
+
+    def leave(self, meta: Meta, user_id: UUID) -> None:
+        if user_id not in self.members:
+            return
+        require(
+            len(self.members) > 1,
+            "user.last_administrator",
+            "This is the last active system administrator; make another user one first.",
+        )
+        self._left(meta, user_id)
+
+    class Joined(Aggregate.Event):
+        user_id: UUID
+
+    @event(Joined)
+    def _joined(self, meta: Meta, user_id: UUID) -> None:
+        self.members.append(user_id)
+
+    class Left(Aggregate.Event):
+        user_id: UUID
+
+    @event(Left)
+    def _left(self, meta: Meta, user_id: UUID) -> None:
+        self.members.remove(user_id)

@@ -17,6 +17,7 @@ from domain.configuration_item import (
 from domain.context import Context, Decision, entry, outcome
 from domain.errors import RuleViolation, require
 from domain.user import (
+    AdministratorRoster,
     DeactivateUser,
     EmailIndex,
     ReactivateUser,
@@ -46,6 +47,26 @@ def _check_client(ctx: Context, role: Role, client_id: UUID | None) -> None:
         ctx.find(Client, client_id, "client")
 
 
+def _roster_change(ctx: Context, user: User, administers: bool) -> list[Aggregate]:
+    """The administrator roster, if `user` joins or leaves it (saved in the same append)."""
+    roster = ctx.load(AdministratorRoster.create_id())
+    if not isinstance(roster, AdministratorRoster):
+        if not administers:
+            return []
+        roster = AdministratorRoster(meta=ctx.meta)
+    if administers == (user.id in roster.members):
+        return []
+    if administers:
+        roster.join(ctx.meta, user.id)
+    else:
+        roster.leave(ctx.meta, user.id)
+    return [roster]
+
+
+def _administers(user: User) -> bool:
+    return user.is_active and user.role == Role.SYSTEM_ADMINISTRATOR
+
+
 def _new_user(ctx: Context, cmd: RegisterUser | BootstrapAdministrator, role: Role) -> User:
     return User(
         meta=ctx.meta,
@@ -72,7 +93,8 @@ def _new_key(ctx: Context, user: User, key: str | None, label: str) -> tuple[Api
 def register_user(cmd: RegisterUser, ctx: Context) -> Decision:
     _check_client(ctx, cmd.role, cmd.client_id)
     user = _new_user(ctx, cmd, cmd.role)
-    return outcome(user), [user, _claim_email(ctx, cmd.email, user)]
+    roster = _roster_change(ctx, user, True) if _administers(user) else []
+    return outcome(user), [user, _claim_email(ctx, cmd.email, user), *roster]
 
 
 def bootstrap_administrator(cmd: BootstrapAdministrator, ctx: Context) -> Decision:
@@ -80,7 +102,8 @@ def bootstrap_administrator(cmd: BootstrapAdministrator, ctx: Context) -> Decisi
     user = _new_user(ctx, cmd, Role.SYSTEM_ADMINISTRATOR)
     chosen = cmd.key.get_secret_value() if cmd.key is not None else None
     api_key, key = _new_key(ctx, user, chosen, "first administrator")
-    return outcome(user, secret=key), [user, _claim_email(ctx, cmd.email, user), api_key]
+    saved = [user, _claim_email(ctx, cmd.email, user), api_key, *_roster_change(ctx, user, True)]
+    return outcome(user, secret=key), saved
 
 
 def update_user(cmd: UpdateUser, ctx: Context) -> Decision:
@@ -95,7 +118,10 @@ def update_user(cmd: UpdateUser, ctx: Context) -> Decision:
         if isinstance(old, EmailIndex):
             old.release(ctx.meta)
             saved.append(old)
+    was_admin = _administers(user)
     user.update(ctx.meta, changes)
+    if _administers(user) != was_admin:
+        saved += _roster_change(ctx, user, _administers(user))
     return outcome(user), saved
 
 
@@ -104,14 +130,15 @@ def deactivate_user(cmd: DeactivateUser, ctx: Context) -> Decision:
     require(
         user.id != ctx.actor_id, "user.cannot_deactivate_self", "You cannot deactivate yourself."
     )
+    was_admin = _administers(user)
     user.deactivate(ctx.meta)
-    return outcome(user), [user]
+    return outcome(user), [user, *(_roster_change(ctx, user, False) if was_admin else [])]
 
 
 def reactivate_user(cmd: ReactivateUser, ctx: Context) -> Decision:
     user = ctx.address(ctx.find(User, cmd.user, "user"), cmd.expected_version)
     user.reactivate(ctx.meta)
-    return outcome(user), [user]
+    return outcome(user), [user, *(_roster_change(ctx, user, True) if _administers(user) else [])]
 
 
 def issue_api_key(cmd: IssueApiKey, ctx: Context) -> Decision:

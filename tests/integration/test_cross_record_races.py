@@ -265,3 +265,32 @@ def test_email_is_claimed_once_when_threads_register_it_at_once(service: Service
         )
         assert len(positions(results)) == 1
         assert refusal_codes(results) <= {"user.email_taken", "concurrency.busy"}
+
+
+def test_two_administrators_demoting_themselves_at_once_leave_one(service: Service) -> None:
+    """The administrator roster is saved with every change to who administers: two of them
+    stepping down at once cannot leave the ledger without an active administrator."""
+    from domain.user import AdministratorRoster
+
+    admin = admin_id(service)
+    for _trial in range(10):
+        # A fresh pair of extra administrators; then everyone but the pair steps down first.
+        pair = [user(service, Role.SYSTEM_ADMINISTRATOR) for _ in range(2)]
+        roster = service.ledger.get_or_none(AdministratorRoster.create_id())
+        assert isinstance(roster, AdministratorRoster)
+        others = [m for m in roster.members if m not in pair and m != admin]
+        for other in others:
+            service.ledger.handle(DeactivateUser(user=other), pair[0])
+        if admin in roster.members:
+            service.ledger.handle(UpdateUser(user=admin, role=Role.AUDITOR), pair[0])
+        results = race(
+            service,
+            (UpdateUser(user=pair[0], role=Role.AUDITOR), pair[0]),
+            (UpdateUser(user=pair[1], role=Role.AUDITOR), pair[1]),
+        )
+        assert len(positions(results)) == 1, results
+        assert refusal_codes(results) <= {"user.last_administrator", "concurrency.busy"}
+        survivor = pair[0] if isinstance(results[1], Outcome) else pair[1]
+        # Hand the ledger back to the first administrator for the next trial and the suite.
+        service.ledger.handle(UpdateUser(user=admin, role=Role.SYSTEM_ADMINISTRATOR), survivor)
+        service.ledger.handle(UpdateUser(user=survivor, role=Role.AUDITOR), admin)
