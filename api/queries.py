@@ -13,12 +13,18 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
+from api.errors import ERROR_RESPONSES
 from domain.errors import InvalidInput, NotFound
 from domain.incident import Incident
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
 
 router = APIRouter()
+
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: ERROR_RESPONSES[status] for status in (401, 403, 404, 422)
+}
+"""The refusals a read documents (OpenAPI); no rule or version conflict applies to a read."""
 
 
 def incident_state(incident: Incident) -> dict[str, Any]:
@@ -57,12 +63,18 @@ def health(service: ServiceDep) -> dict[str, Any]:
     tags=["incidents"],
     summary="SOP 2.1: assess severity (a query; nothing is recorded)",
     response_model=SeverityDecision,
+    responses=READ_RESPONSES,
 )
 def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> SeverityDecision:
     return assess_severity(assessment)
 
 
-@router.get("/incidents/{incident}", tags=["incidents"], summary="An incident's current state")
+@router.get(
+    "/incidents/{incident}",
+    tags=["incidents"],
+    summary="An incident's current state",
+    responses=READ_RESPONSES,
+)
 def get_incident(
     incident: str,
     service: ServiceDep,
@@ -84,7 +96,12 @@ def get_incident(
     return incident_state(found)
 
 
-@router.get("/incidents", tags=["incidents"], summary="List incidents with filters and pagination")
+@router.get(
+    "/incidents",
+    tags=["incidents"],
+    summary="List incidents with filters and pagination",
+    responses=READ_RESPONSES,
+)
 def get_incidents(
     service: ServiceDep,
     scope: Scope,
@@ -158,6 +175,7 @@ TIMELINE_CSV_FIELDS = [
     tags=["audit"],
     summary="Audit timeline: every event of the incident and its linked records, in order",
     response_model=None,
+    responses=READ_RESPONSES,
 )
 def get_timeline(
     incident: str,

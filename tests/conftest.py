@@ -166,3 +166,26 @@ def event_count(service: Service) -> Callable[[], int]:
         return int(row["n"])
 
     return count
+
+
+Refuse = Callable[..., dict[str, Any]]
+"""`refuse(send, status, code) -> body`: see the `refuse` fixture."""
+
+
+@pytest.fixture
+def refuse(event_count: Callable[[], int]) -> Refuse:
+    """Send a request, check it is refused with `status` and `code` and a message a person can
+    read, and that nothing was stored; answers the refusal's JSON body."""
+
+    def check(send: Callable[[], Any], status: int, code: str) -> dict[str, Any]:
+        before = event_count()
+        response = send()
+        assert response.status_code == status, response.text
+        body = dict(response.json())
+        assert body.get("code") == code, body
+        assert isinstance(body.get("message"), str), body
+        assert body["message"].strip(), body
+        assert event_count() == before, "a refused request appended events"
+        return body
+
+    return check

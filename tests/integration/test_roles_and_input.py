@@ -12,30 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Actor
-
-Refuse = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def refuse(event_count: Callable[[], int]) -> Refuse:
-    """Send a request, check it is refused with `status` and `code`, and that nothing was stored."""
-
-    def check(send: Callable[[], httpx.Response], status: int, code: str) -> dict[str, Any]:
-        before = event_count()
-        response = send()
-        assert response.status_code == status, response.text
-        body = dict(response.json())
-        assert body["code"] == code, body
-        assert event_count() == before, "a refused request appended events"
-        return body
-
-    return check
-
-
-@pytest.fixture(scope="module")
-def acme(client: TestClient, admin: Actor) -> str:
-    return _register_client(client, admin)
+from tests.conftest import Actor, Refuse
 
 
 def _register_client(client: TestClient, admin: Actor) -> str:
@@ -125,12 +102,6 @@ def _communication(client: TestClient, actor: Actor, number: str) -> httpx.Respo
 # --- authentication ------------------------------------------------------------------------------
 
 
-def test_open_incident_refused_when_key_missing(
-    client: TestClient, manager: Actor, refuse: Refuse
-) -> None:
-    refuse(lambda: client.post("/incidents", json=_open_body(manager)), 401, "auth.missing_key")
-
-
 def test_open_incident_refused_when_key_missing_even_if_body_malformed(
     client: TestClient, refuse: Refuse
 ) -> None:
@@ -138,47 +109,7 @@ def test_open_incident_refused_when_key_missing_even_if_body_malformed(
     refuse(lambda: client.post("/incidents", json={"title": 5}), 401, "auth.missing_key")
 
 
-def test_acknowledge_refused_when_key_unknown(
-    client: TestClient, open_incident: Callable[..., dict[str, Any]], refuse: Refuse
-) -> None:
-    number = open_incident()["number"]
-    refuse(
-        lambda: client.post(
-            f"/incidents/{number}/acknowledge", headers={"Authorization": "Bearer il_wrong"}
-        ),
-        401,
-        "auth.invalid_key",
-    )
-
-
 # --- roles ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ["auditor", "analyst", "client_contact", "executive"])
-def test_write_refused_when_role_may_not_write(
-    client: TestClient,
-    make_user: Callable[..., Actor],
-    manager: Actor,
-    open_incident: Callable[..., dict[str, Any]],
-    acme: str,
-    refuse: Refuse,
-    role: str,
-) -> None:
-    actor = make_user(role, client_id=acme) if role == "client_contact" else make_user(role)
-    number = open_incident()["number"]
-    writes: list[Callable[[], httpx.Response]] = [
-        lambda: client.post("/incidents", json=_open_body(actor), headers=actor.headers),
-        lambda: client.post(f"/incidents/{number}/acknowledge", headers=actor.headers),
-        lambda: client.post(
-            f"/incidents/{number}/status", json={"status": "resolved"}, headers=actor.headers
-        ),
-        lambda: _note(client, actor, number),
-        lambda: _communication(client, actor, number),
-        lambda: client.patch(f"/incidents/{number}", json={"title": "x"}, headers=actor.headers),
-    ]
-    for send in writes:
-        body = refuse(send, 403, "role.forbidden")
-        assert role in body["message"]
 
 
 @pytest.mark.parametrize("role", ["auditor", "analyst"])
@@ -209,57 +140,6 @@ def test_account_manager_adds_work_notes_and_communications(
     assert note.status_code == 201, note.text
     assert sent.status_code == 201, sent.text
     assert (note.json()["type"], sent.json()["type"]) == ("WorkNote", "Communication")
-
-
-@pytest.mark.parametrize("action", ["acknowledge", "status", "assign", "open"])
-def test_account_manager_refused_incident_commands(
-    client: TestClient,
-    make_user: Callable[..., Actor],
-    open_incident: Callable[..., dict[str, Any]],
-    refuse: Refuse,
-    action: str,
-) -> None:
-    account = make_user("account_manager")
-    number = open_incident()["number"]
-    send = {
-        "acknowledge": lambda: client.post(
-            f"/incidents/{number}/acknowledge", headers=account.headers
-        ),
-        "status": lambda: client.post(
-            f"/incidents/{number}/status", json={"status": "in_progress"}, headers=account.headers
-        ),
-        "assign": lambda: client.post(
-            f"/incidents/{number}/assign", json={"assigned_to": account.id}, headers=account.headers
-        ),
-        "open": lambda: client.post(
-            "/incidents", json=_open_body(account), headers=account.headers
-        ),
-    }[action]
-    refuse(send, 403, "role.forbidden")
-
-
-def test_account_manager_refused_attachment(
-    client: TestClient,
-    make_user: Callable[..., Actor],
-    open_incident: Callable[..., dict[str, Any]],
-    refuse: Refuse,
-) -> None:
-    account = make_user("account_manager")
-    number = open_incident()["number"]
-    refuse(
-        lambda: client.post(
-            f"/incidents/{number}/attachments",
-            json={
-                "file_name": "a.txt",
-                "file_url": "https://files.example.test/a.txt",
-                "file_type": "text/plain",
-                "file_size_bytes": 1,
-            },
-            headers=account.headers,
-        ),
-        403,
-        "role.forbidden",
-    )
 
 
 def test_technical_support_acknowledges_and_moves_incident_assigned_to_them(
@@ -373,60 +253,6 @@ def test_deactivate_user_refused_for_self(client: TestClient, admin: Actor, refu
 
 
 # --- users ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "role", ["incident_manager", "technical_support", "account_manager", "auditor", "executive"]
-)
-def test_register_user_refused_when_actor_not_administrator(
-    client: TestClient, make_user: Callable[..., Actor], refuse: Refuse, role: str
-) -> None:
-    actor = make_user(role)
-    refuse(
-        lambda: client.post("/users", json=_user_body(), headers=actor.headers),
-        403,
-        "role.forbidden",
-    )
-
-
-@pytest.mark.parametrize("path", ["/clients", "/configuration-items", "deactivate", "api-keys"])
-def test_admin_command_refused_when_actor_is_manager(
-    client: TestClient,
-    admin: Actor,
-    manager: Actor,
-    make_user: Callable[..., Actor],
-    refuse: Refuse,
-    path: str,
-) -> None:
-    other = make_user("analyst")
-    send = {
-        "/clients": lambda: client.post(
-            "/clients",
-            json={
-                "client_name": "Acme",
-                "registration_number": "R1",
-                "company_type": "smb",
-                "support_coverage": "on_call",
-                "preferred_communication": "slack",
-            },
-            headers=manager.headers,
-        ),
-        "/configuration-items": lambda: client.post(
-            "/configuration-items",
-            json={
-                "ci_name": "db",
-                "ci_type": "database",
-                "environment": "staging",
-                "responsible_owner": manager.id,
-            },
-            headers=manager.headers,
-        ),
-        "deactivate": lambda: client.post(f"/users/{other.id}/deactivate", headers=manager.headers),
-        "api-keys": lambda: client.post(
-            f"/users/{manager.id}/api-keys", json={}, headers=manager.headers
-        ),
-    }[path]
-    refuse(send, 403, "role.forbidden")
 
 
 def test_register_user_refused_when_email_taken_in_other_case(
