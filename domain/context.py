@@ -174,8 +174,10 @@ class Context:
                 f"({moment.isoformat()}).",
             )
 
-    def not_in_future(self, moment: datetime, field_name: str) -> None:
-        if moment > self.now + CLOCK_SKEW:
+    def not_in_future(self, moment: datetime, field_name: str, *, skew: bool = True) -> None:
+        """`moment` is not after now (give or take the clients' clock skew, unless `skew` is
+        off)."""
+        if moment > self.now + (CLOCK_SKEW if skew else timedelta(0)):
             raise RuleViolation(
                 f"{field_name}.in_future",
                 f"{field_name} {moment.isoformat()} is in the future (now {self.now.isoformat()}).",

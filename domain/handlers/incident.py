@@ -40,6 +40,9 @@ def open_incident(cmd: OpenIncident, ctx: Context) -> Decision:
     ctx.not_in_future(cmd.detection_time, "detection_time")
     if cmd.occurred_at is not None:
         ctx.not_before(cmd.detection_time, "the detection time")
+    elif cmd.detection_time > ctx.meta.occurred_at:
+        # Within the clock-skew margin, but the opening (now) cannot precede the detection.
+        ctx.not_in_future(cmd.detection_time, "detection_time", skew=False)
     ctx.active_user(cmd.reported_by, "reporter")
     assignee = ctx.active_user(cmd.assigned_to, "assignee", WORKERS) if cmd.assigned_to else None
     cis = [ctx.find(ConfigurationItem, ci, "configuration_item") for ci in cmd.configuration_items]

@@ -791,3 +791,18 @@ def test_command_whose_guarded_record_keeps_moving_gives_up(interleaved: World) 
     assert moves[-1] == w.head()  # only the concurrent commands' events were appended
     topics = [n.topic for n in ledger.recorder.select_notifications(1, 10_000)]
     assert not any(Escalation.__qualname__ in topic for topic in topics)
+
+
+def test_open_incident_refused_when_detected_after_now_within_clock_skew(world: World) -> None:
+    """The skew margin tolerates a client's clock, but an incident opened now (no occurred_at)
+    cannot have been detected later than now: it would be recorded before its detection."""
+    before = world.head()
+    soon = NOW + CLOCK_SKEW / 2
+    with pytest.raises(RuleViolation) as refused:
+        world.run(open_incident(reported_by=world.manager, detection_time=soon))
+    assert refused.value.code == "detection_time.in_future"
+    assert world.head() == before
+    opened = world.run(
+        open_incident(reported_by=world.manager, detection_time=soon, occurred_at=soon)
+    )
+    assert opened.number is not None
