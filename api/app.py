@@ -13,6 +13,8 @@ from api.queries import router as query_router
 from api.routes import command_router
 from api.service import Service
 from api.settings import Settings
+from api.throttle import AuthThrottle
+from api.user_reads import router as user_router
 
 log = logging.getLogger("incident_ledger.api")
 
@@ -50,7 +52,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     )
     if service is not None:
         app.state.service = service
+    app.state.throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
     errors.install(app)
     app.include_router(query_router)
+    app.include_router(user_router)
     app.include_router(command_router())
     return app

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.service import Service
+from api.throttle import AuthThrottle
 from domain.base import Role
 from domain.configuration_item import ConfigurationItem
 from domain.errors import Forbidden, NotFound, Unauthenticated
@@ -26,6 +27,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def current_user(
+    request: Request,
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
@@ -33,7 +35,14 @@ def current_user(
         raise Unauthenticated(
             "auth.missing_key", "Send your API key as `Authorization: Bearer <key>`."
         )
-    return service.ledger.authenticate(credentials.credentials)
+    throttle: AuthThrottle = request.app.state.throttle
+    client = request.client.host if request.client else "unknown"
+    throttle.check(client)
+    try:
+        return service.ledger.authenticate(credentials.credentials)
+    except Unauthenticated:
+        throttle.failed(client)
+        raise
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from api.throttle import TooManyFailures
 from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
@@ -29,6 +30,7 @@ class PreconditionFailed(LedgerError):
 
 
 STATUS: dict[type[LedgerError], int] = {
+    TooManyFailures: 429,
     PreconditionFailed: 412,
     Unauthenticated: 401,
     Forbidden: 403,
@@ -68,6 +70,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "A record named does not exist."},
     409: {"model": ErrorBody, "description": "A rule refuses it, or the record changed."},
     422: {"model": ErrorBody, "description": "Malformed input; `errors` names each field."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed authentications from this client; see Retry-After.",
+    },
 }
 """The documented refusals of every route (OpenAPI)."""
 
@@ -94,6 +100,14 @@ def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
     )
 
 
+def _headers(exc: LedgerError, status: int) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 429:
+        return {"Retry-After": str(exc.details.get("retry_after", 60))}
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
@@ -102,7 +116,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=status,
             content={"code": exc.code, "message": exc.message, **exc.details},
-            headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+            headers=_headers(exc, status),
         )
 
     @app.exception_handler(RequestValidationError)

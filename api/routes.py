@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
-from domain.api_key import IssueApiKey
+from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
 from domain.client import RegisterClient, UpdateClient
@@ -73,6 +73,7 @@ ROUTES = [
     CommandRoute("POST", "/users/{user}/deactivate", DeactivateUser, "users"),
     CommandRoute("POST", "/users/{user}/reactivate", ReactivateUser, "users"),
     CommandRoute("POST", "/users/{user}/api-keys", IssueApiKey, "users", 201),
+    CommandRoute("DELETE", "/users/{user}/api-keys/{api_key}", RevokeApiKey, "users"),
     CommandRoute("POST", "/clients", RegisterClient, "clients", 201),
     CommandRoute("PATCH", "/clients/{client}", UpdateClient, "clients"),
     CommandRoute(

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from api.database import Database, migrate, resolve_database
 from api.settings import Settings
-from domain.api_key import BootstrapAdministrator, IssueApiKey
+from domain.api_key import BootstrapAdministrator
 from domain.base import Command
 from domain.context import Outcome
 from domain.errors import LedgerError
@@ -72,19 +72,22 @@ class Service:
         chosen = SecretStr(self.settings.admin_key) if self.settings.admin_key else None
         index = self.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
         if isinstance(index, EmailIndex) and index.user_id is not None:
-            if chosen is not None:  # a key chosen later for the existing administrator
-                try:
-                    self.ledger.handle(
-                        IssueApiKey(user=index.user_id, label="admin (env)", key=chosen),
-                        index.user_id,
-                    )
-                except LedgerError as exc:
-                    if exc.code != "api_key.exists":
-                        raise
+            if chosen is not None and not self._is_key(chosen.get_secret_value()):
+                log.warning(
+                    "INCIDENT_LEDGER_ADMIN_KEY is not a key of this ledger: only the first "
+                    "start uses it; ask an administrator for a key (POST /users/{id}/api-keys)"
+                )
             return index.user_id, None
         admin = self.ledger.handle(BootstrapAdministrator(email=ADMIN_EMAIL, key=chosen), None)
         log.info("created the first administrator %s", admin.id)
         return admin.id, None if chosen is not None else admin.secret
+
+    def _is_key(self, key: str) -> bool:
+        try:
+            self.ledger.authenticate(key)
+        except LedgerError:
+            return False
+        return True
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "projections": self.projections.lag()}

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         "Turn off when a separate `incident-ledger projector` runs.",
     )
     pool_size: int = 8
+    auth_failure_limit: int = Field(
+        default=20, description="Failed authentications one client may make per window (429)."
+    )
+    auth_failure_window: float = Field(default=60.0, description="Seconds (see above).")
 
     @field_validator("database_url", "admin_key", mode="before")
     @classmethod

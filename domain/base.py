@@ -3,6 +3,7 @@ command bases, and before → after change records that keep their types through
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
@@ -10,7 +11,15 @@ from typing import Annotated, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+)
 from pydantic_core import to_jsonable_python
 
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:incident-ledger")
@@ -26,13 +35,28 @@ def record_id(number: str) -> UUID:
     return stable_id("record", number)
 
 
+ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _iso(value: Any) -> Any:
+    """Times are ISO 8601 text (or datetimes in-process), never numbers or digit strings."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and ISO_MOMENT.match(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO 8601 date and time, like 2026-01-31T09:30:00Z")
+
+
 def _sane(moment: datetime) -> datetime:
     if not 1970 <= moment.year <= 2200:
         raise ValueError("must lie between 1970 and 2200")
     return moment
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_sane)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso), AfterValidator(_sane)]
 """A timezone-aware ISO 8601 time between 1970 and 2200."""
 
 

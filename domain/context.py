@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -94,6 +95,9 @@ class Context:
     now: datetime
     addressed: dict[UUID, int] = field(default_factory=dict)
     guarded: dict[UUID, int] = field(default_factory=dict)
+    numbering: AbstractContextManager[Any] | None = None
+    """Held from the first number issued until the attempt ends (see `release`)."""
+    _holding: bool = False
 
     @property
     def actor_id(self) -> UUID | None:
@@ -187,10 +191,19 @@ class Context:
 
     def next_number(self, prefix: str) -> tuple[str, Counter]:
         """Issue the next human number of a kind; the counter is saved with the record."""
+        if self.numbering is not None and not self._holding:
+            self.numbering.__enter__()
+            self._holding = True
         counter = self.load(Counter.create_id(prefix=prefix))
         if not isinstance(counter, Counter):
             counter = Counter(meta=self.meta, prefix=prefix)
         return counter.next_number(self.meta), counter
+
+    def release(self) -> None:
+        """End of the attempt: let the next command issue numbers."""
+        if self._holding and self.numbering is not None:
+            self._holding = False
+            self.numbering.__exit__(None, None, None)
 
 
 C = TypeVar("C", bound=Command)

@@ -3,6 +3,9 @@ with the command's handler, and save every event of the command in one atomic ap
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, cast, runtime_checkable
@@ -14,7 +17,7 @@ from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain.api_key import ApiKey, hash_key
 from domain.base import Aggregate, Command, Meta
-from domain.context import Context, Outcome, resolve
+from domain.context import Context, Handler, Outcome, resolve
 from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
@@ -58,6 +61,9 @@ class IncidentLedger(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.clock = clock or (lambda: datetime.now(UTC))
+        # Commands that issue a human number take turns in this process (from loading the
+        # counter to the commit), so they do not all collide on the counter and retry.
+        self._numbering = threading.Lock()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Only what the caller passes: the domain never reads the process environment."""
@@ -85,34 +91,52 @@ class IncidentLedger(Application[UUID]):
             if replay is not None:
                 return replay
         command_id = uuid4()
-        for _attempt in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:  # let the command that won the race finish before deciding again
+                time.sleep(random.uniform(0, 0.002 * attempt))
             ctx = self._context(command, actor, command_id, idempotency_key)
-            outcome, aggregates = handler(command, ctx)
-            saved = {aggregate.id for aggregate in aggregates}
-            answer = outcome.model_dump_json()
-            kwargs: dict[str, Any] = {
-                "command": (command_id, answer),
-                "guards": {i: v for i, v in ctx.guarded.items() if i not in saved},
-            }
-            if idempotency_key is not None:
-                kwargs["idempotency"] = (idempotency_key, request_hash, answer)
             try:
-                recordings = self.save(*aggregates, **kwargs)
-            except RecordConflictError:
-                first = self._committed(command_id)
-                if first is not None:
-                    return first
-                if idempotency_key is not None:
-                    replay = self._idempotent_replay(idempotency_key, request_hash)
-                    if replay is not None:
-                        return replay
-                self._raise_if_addressed_moved(ctx)
-                continue  # a guarded or bookkeeping record moved: decide again
-            position = recordings[-1].notification.id if recordings else None
-            return outcome.model_copy(update={"position": position})
+                done = self._attempt(handler, command, ctx, idempotency_key, request_hash)
+            finally:
+                ctx.release()
+            if done is not None:
+                return done
         raise ConcurrencyConflict(
             "concurrency.busy", "Too many concurrent changes; try again.", current_version=None
         )
+
+    def _attempt(
+        self,
+        handler: Handler,
+        command: Command,
+        ctx: Context,
+        idempotency_key: str | None,
+        request_hash: str | None,
+    ) -> Outcome | None:
+        """Decide and save once; None when another command's append got in first."""
+        outcome, aggregates = handler(command, ctx)
+        saved = {aggregate.id for aggregate in aggregates}
+        answer = outcome.model_dump_json()
+        kwargs: dict[str, Any] = {
+            "command": (ctx.meta.command_id, answer),
+            "guards": {i: v for i, v in ctx.guarded.items() if i not in saved},
+        }
+        if idempotency_key is not None:
+            kwargs["idempotency"] = (idempotency_key, request_hash, answer)
+        try:
+            recordings = self.save(*aggregates, **kwargs)
+        except RecordConflictError:
+            first = self._committed(ctx.meta.command_id)
+            if first is not None:
+                return first
+            if idempotency_key is not None:
+                replay = self._idempotent_replay(idempotency_key, request_hash)
+                if replay is not None:
+                    return replay
+            self._raise_if_addressed_moved(ctx)
+            return None  # a guarded or bookkeeping record moved: decide again
+        position = recordings[-1].notification.id if recordings else None
+        return outcome.model_copy(update={"position": position})
 
     def _context(
         self, command: Command, actor_id: UUID | None, command_id: UUID, key: str | None
@@ -133,6 +157,7 @@ class IncidentLedger(Application[UUID]):
             ),
             actor,
             now,
+            numbering=self._numbering,
         )
         if actor_id is not None:
             actor = ctx.find(User, actor_id, "actor", guard=True)
@@ -205,6 +230,8 @@ class IncidentLedger(Application[UUID]):
         user = self.find(User, api_key.user_id, "user")
         if not isinstance(user, User) or not user.is_active:
             raise Forbidden("actor.inactive", "Your user account is inactive.")
+        if api_key.generation != user.key_generation:  # issued before a deactivation
+            raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
         return user
 
 

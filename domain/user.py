@@ -10,7 +10,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import event
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from domain.base import Aggregate, Changes, Command, Meta, RecordCommand, Role, stable_id
 from domain.errors import require
@@ -80,10 +80,15 @@ class DeactivateUser(RecordCommand):
 
 
 class ReactivateUser(RecordCommand):
-    """SOP 1: make an inactive user active again."""
+    """SOP 1: make an inactive user active again; their earlier API keys stay dead unless
+    `restore_keys` says so."""
 
     roles = ADMIN
     user: UUID
+    restore_keys: bool = Field(
+        default=False,
+        description="Let the keys that worked before the last deactivation work again.",
+    )
 
 
 # --- aggregates -----------------------------------------------------------------------------------
@@ -118,6 +123,8 @@ class User(Aggregate):
         self.timezone = timezone
         self.status = status
         self.client_id = client_id
+        self.key_generation = 0
+        self.api_key_ids: list[UUID] = []
 
     @property
     def is_active(self) -> bool:
@@ -135,9 +142,9 @@ class User(Aggregate):
         require(self.is_active, "user.already_inactive", "The user is already inactive.")
         self._status_changed(meta, Status.INACTIVE)
 
-    def reactivate(self, meta: Meta) -> None:
+    def reactivate(self, meta: Meta, restore_keys: bool = False) -> None:
         require(not self.is_active, "user.already_active", "The user is already active.")
-        self._status_changed(meta, Status.ACTIVE)
+        self._status_changed(meta, Status.ACTIVE, restore_keys)
 
     class Updated(Aggregate.Event):
         changes: Changes
@@ -148,10 +155,28 @@ class User(Aggregate):
 
     class StatusChanged(Aggregate.Event):
         status: Status
+        restore_keys: bool = False
 
     @event(StatusChanged)
-    def _status_changed(self, meta: Meta, status: Status) -> None:
+    def _status_changed(self, meta: Meta, status: Status, restore_keys: bool = False) -> None:
+        # A key works only in the generation it was issued in: a deactivation ends it, and a
+        # reactivation starts a new one unless the administrator restores the previous one.
+        if status == Status.INACTIVE:
+            self.key_generation += 1
+        elif restore_keys:
+            self.key_generation -= 1
         self.status = status
+
+    def record_key(self, meta: Meta, key_id: UUID) -> None:
+        require(self.is_active, "user.inactive", f"{self.full_name} is inactive.")
+        self._key_issued(meta, key_id)
+
+    class ApiKeyIssued(Aggregate.Event):
+        key_id: UUID
+
+    @event(ApiKeyIssued)
+    def _key_issued(self, meta: Meta, key_id: UUID) -> None:
+        self.api_key_ids.append(key_id)
 
 
 class EmailIndex(Aggregate):

@@ -14,6 +14,8 @@ from domain.incident import Incident
 from domain.user import User
 
 BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
+SECRET_FIELDS = {"key_hash"}
+"""Never shown in any view or export, although stored in the event."""
 INCIDENT_COLUMNS = (
     "number", "title", "description", "category", "severity", "impact", "urgency",
     "reported_by", "assigned_to", "detection_time",
@@ -59,7 +61,8 @@ class Row:
 
 def payload(event: DomainEvent) -> dict[str, Any]:
     """The event's own fields, JSON-ready (enums and UUIDs as strings)."""
-    return {k: v for k, v in event.model_dump(mode="json").items() if k not in BASE_FIELDS}
+    hidden = BASE_FIELDS | SECRET_FIELDS
+    return {k: v for k, v in event.model_dump(mode="json").items() if k not in hidden}
 
 
 def event_name(event: BaseModel) -> str:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from domain.api_key import ApiKey, BootstrapAdministrator, IssueApiKey, hash_key, new_api_key
+from domain.api_key import (
+    ApiKey,
+    BootstrapAdministrator,
+    IssueApiKey,
+    RevokeApiKey,
+    hash_key,
+    new_api_key,
+)
 from domain.base import Aggregate, Role, changes_between
 from domain.client import Client, RegisterClient, UpdateClient
 from domain.configuration_item import (
@@ -15,7 +22,7 @@ from domain.configuration_item import (
     UpdateConfigurationItem,
 )
 from domain.context import Context, Decision, entry, outcome
-from domain.errors import RuleViolation, require
+from domain.errors import NotFound, RuleViolation, require
 from domain.user import (
     AdministratorRoster,
     DeactivateUser,
@@ -81,13 +88,24 @@ def _new_user(ctx: Context, cmd: RegisterUser | BootstrapAdministrator, role: Ro
 
 
 def _new_key(ctx: Context, user: User, key: str | None, label: str) -> tuple[ApiKey, str]:
+    """A key for `user` (generated unless the first administrator's was chosen); the user
+    records its id, so their keys can be listed."""
     key = key or new_api_key()
     require(
         ctx.load(ApiKey.create_id(key_hash=hash_key(key))) is None,
         "api_key.exists",
         "That API key is already issued.",
     )
-    return ApiKey(meta=ctx.meta, user_id=user.id, key_hash=hash_key(key), label=label), key
+    api_key = ApiKey(
+        meta=ctx.meta,
+        user_id=user.id,
+        key_hash=hash_key(key),
+        label=label,
+        prefix=key[:8],
+        generation=user.key_generation,
+    )
+    user.record_key(ctx.meta, api_key.id)
+    return api_key, key
 
 
 def register_user(cmd: RegisterUser, ctx: Context) -> Decision:
@@ -137,16 +155,28 @@ def deactivate_user(cmd: DeactivateUser, ctx: Context) -> Decision:
 
 def reactivate_user(cmd: ReactivateUser, ctx: Context) -> Decision:
     user = ctx.address(ctx.find(User, cmd.user, "user"), cmd.expected_version)
-    user.reactivate(ctx.meta)
+    user.reactivate(ctx.meta, cmd.restore_keys)
     return outcome(user), [user, *(_roster_change(ctx, user, True) if _administers(user) else [])]
 
 
 def issue_api_key(cmd: IssueApiKey, ctx: Context) -> Decision:
     user = ctx.active_user(cmd.user, "key holder")
-    chosen = cmd.key.get_secret_value() if cmd.key is not None else None
-    api_key, key = _new_key(ctx, user, chosen, cmd.label)
+    api_key, key = _new_key(ctx, user, None, cmd.label)
     # The plain key is answered once and never stored; a replayed request cannot show it again.
-    return outcome(api_key, secret=key, user_id=str(user.id)), [api_key]
+    return outcome(api_key, secret=key, user_id=str(user.id), key_id=str(api_key.id)), [
+        api_key,
+        user,
+    ]
+
+
+def revoke_api_key(cmd: RevokeApiKey, ctx: Context) -> Decision:
+    user = ctx.find(User, cmd.user, "user")
+    api_key = ctx.find(ApiKey, cmd.api_key, "api_key")
+    if api_key.user_id != user.id:
+        raise NotFound("api_key.not_found", f"{user.full_name} has no API key {cmd.api_key}.")
+    ctx.address(api_key, cmd.expected_version)
+    api_key.revoke(ctx.meta)
+    return outcome(api_key, user_id=str(user.id)), [api_key]
 
 
 def register_client(cmd: RegisterClient, ctx: Context) -> Decision:
@@ -207,6 +237,7 @@ HANDLERS = dict(
         entry(DeactivateUser, deactivate_user),
         entry(ReactivateUser, reactivate_user),
         entry(IssueApiKey, issue_api_key),
+        entry(RevokeApiKey, revoke_api_key),
         entry(RegisterClient, register_client),
         entry(UpdateClient, update_client),
         entry(RegisterConfigurationItem, register_ci),

@@ -16,7 +16,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from api.routes import ROUTES, CommandRoute, body_model
-from domain.api_key import IssueApiKey
+from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
 from domain.client import RegisterClient, UpdateClient
@@ -61,6 +61,7 @@ class Records:
     detection_time: datetime
     escalation: str
     work_note: str
+    api_key: str  # the key id of a key issued to `user`
 
     def allowed(self, route: CommandRoute) -> Actor:
         """An actor whose role may issue the route's command."""
@@ -108,7 +109,10 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
             headers=manager.headers,
         )
     )["id"]
-    return Records(actors, user, client_id, ci, incident, detected, escalation, note)
+    api_key = _created(client.post(f"/users/{user}/api-keys", json={}, headers=admin.headers))[
+        "extra"
+    ]["key_id"]
+    return Records(actors, user, client_id, ci, incident, detected, escalation, note, api_key)
 
 
 def _client_body() -> dict[str, Any]:
@@ -159,6 +163,7 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
         DeactivateUser: {"user": rec.user},
         ReactivateUser: {"user": rec.user},
         IssueApiKey: {"user": rec.user, "label": "laptop"},
+        RevokeApiKey: {"user": rec.user, "api_key": rec.api_key},
         RegisterClient: _client_body(),
         UpdateClient: {"client": rec.client, "client_name": "Renamed"},
         RegisterConfigurationItem: _ci_body(rec.user),

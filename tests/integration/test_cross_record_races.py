@@ -177,7 +177,11 @@ def test_command_never_references_user_after_deactivation(
             *[(command, actor)] * 9,
         )
         deactivated = results[0]
-        assert isinstance(deactivated, Outcome), deactivated
+        if isinstance(deactivated, LedgerError):
+            # IssueApiKey saves the user too (it lists its keys): the deactivation can lose
+            # that race with a 409 like any concurrent change. It is then simply made again.
+            assert deactivated.code == "concurrency.conflict", deactivated
+            deactivated = service.ledger.handle(DeactivateUser(user=victim), admin)
         assert deactivated.position is not None
         late += [p for p in positions(results[1:]) if p > deactivated.position]
         assert refusal_codes(results[1:]) <= {"user.inactive", "concurrency.busy"}

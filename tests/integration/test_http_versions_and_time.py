@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.routes import ROUTES, CommandRoute
 from api.service import Service
+from domain.api_key import RevokeApiKey
 from domain.base import RecordCommand
 from domain.context import resolve
 from domain.incident import OpenIncident
@@ -37,8 +38,9 @@ def _route(method: str, path: str) -> CommandRoute:
 
 
 def _version(service: Service, route: CommandRoute, url: str) -> int:
-    """The current version of the record a route addresses (its first path parameter)."""
-    name = path_params(route)[0]
+    """The current version of the record a route addresses (its first path parameter, or the
+    key a revocation names)."""
+    name = "api_key" if route.command is RevokeApiKey else path_params(route)[0]
     ref = url.split("/")[route.path.split("/").index(f"{{{name}}}")]
     found = service.ledger.get_or_none(resolve(ref, name))
     assert found is not None

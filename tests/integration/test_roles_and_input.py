@@ -238,7 +238,9 @@ def test_request_refused_when_actor_inactive(
     )
     refuse(lambda: client.get(f"/incidents/{number}", headers=actor.headers), 403, "actor.inactive")
 
-    reactivated = client.post(f"/users/{actor.id}/reactivate", headers=admin.headers)
+    reactivated = client.post(
+        f"/users/{actor.id}/reactivate", json={"restore_keys": True}, headers=admin.headers
+    )
     assert reactivated.status_code == 200, reactivated.text
     again = client.post(f"/incidents/{number}/acknowledge", headers=actor.headers)
     assert again.status_code == 200, again.text
@@ -376,7 +378,8 @@ def test_register_user_refused_when_field_invalid(
         ({"actor": "someone"}, "actor", "extra_forbidden"),
         ({"number": "INC0000001"}, "number", "extra_forbidden"),
         ({"detection_time": "2024-01-01T00:00:00"}, "detection_time", "timezone_aware"),
-        ({"detection_time": "yesterday"}, "detection_time", "datetime_from_date_parsing"),
+        ({"detection_time": "yesterday"}, "detection_time", "value_error"),
+        ({"detection_time": "1700000000"}, "detection_time", "value_error"),
         ({"title": None}, "title", "string_type"),
         ({"assessment": {"on_fire": True}}, "assessment.on_fire", "extra_forbidden"),
     ],

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from domain.api_key import IssueApiKey
+from domain.api_key import BootstrapAdministrator, IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
 from domain.client import RegisterClient, UpdateClient
@@ -359,9 +359,27 @@ def _open_assigned_to_auditor(w: World) -> Attempt:
 
 
 @case("api_key.exists")
-def _issue_same_key_twice(w: World) -> Attempt:
-    w.run(IssueApiKey(user=w.manager, key=CHOSEN_KEY), w.admin)
-    return Attempt(IssueApiKey(user=w.other_manager, key=CHOSEN_KEY), w.admin)
+def _bootstrap_with_a_key_already_issued(w: World) -> Attempt:
+    """Only the first administrator's key can be chosen; a second bootstrap naming the same key
+    (another ledger's restore, a copied environment) is refused before anything is written."""
+    w.ledger.handle(BootstrapAdministrator(email="first@example.test", key=CHOSEN_KEY), None)
+    return Attempt(BootstrapAdministrator(email="second@example.test", key=CHOSEN_KEY), None)
+
+
+@case("api_key.already_revoked")
+def _revoke_twice(w: World) -> Attempt:
+    issued = w.run(IssueApiKey(user=w.manager), w.admin)
+    key_id = UUID(issued.extra["key_id"])
+    w.run(RevokeApiKey(user=w.manager, api_key=key_id), w.admin)
+    return Attempt(RevokeApiKey(user=w.manager, api_key=key_id), w.admin)
+
+
+@case("api_key.not_found", error=NotFound)
+def _revoke_another_users_key(w: World) -> Attempt:
+    issued = w.run(IssueApiKey(user=w.manager), w.admin)
+    return Attempt(
+        RevokeApiKey(user=w.other_manager, api_key=UUID(issued.extra["key_id"])), w.admin
+    )
 
 
 @case("client.no_change")
@@ -709,12 +727,12 @@ def test_authenticate_refuses_unknown_key(world: World) -> None:
 
 
 def test_authenticate_refuses_key_of_inactive_user(world: World) -> None:
-    world.run(IssueApiKey(user=world.other_manager, key=CHOSEN_KEY), world.admin)
-    assert world.ledger.authenticate(CHOSEN_KEY).id == world.other_manager
+    key = world.run(IssueApiKey(user=world.other_manager), world.admin).secret
+    assert world.ledger.authenticate(key).id == world.other_manager
     world.deactivate(world.other_manager)
     head = world.head()
     with pytest.raises(Forbidden) as refusal:
-        world.ledger.authenticate(CHOSEN_KEY)
+        world.ledger.authenticate(key)
     assert refusal.value.code == "actor.inactive"
     assert world.head() == head
 
