@@ -101,11 +101,12 @@ def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
 
 
 def _headers(exc: LedgerError, status: int) -> dict[str, str] | None:
+    headers = {"Idempotent-Replayed": "true"} if exc.details.get("replayed") else {}
     if status == 401:
-        return {"WWW-Authenticate": "Bearer"}
+        headers["WWW-Authenticate"] = "Bearer"
     if status == 429:
-        return {"Retry-After": str(exc.details.get("retry_after", 60))}
-    return None
+        headers["Retry-After"] = str(exc.details.get("retry_after", 60))
+    return headers or None
 
 
 def install(app: FastAPI) -> None:

@@ -146,9 +146,11 @@ def body_model(route: CommandRoute) -> type[BaseModel]:
     )
 
 
-def request_hash(route: CommandRoute, path: dict[str, Any], body: BaseModel | None) -> str:
-    data = body.model_dump(mode="json", exclude_unset=True) if body is not None else {}
-    text = json.dumps([route.method, route.path, path, data], sort_keys=True, default=str)
+def request_hash(route: CommandRoute, path: dict[str, Any], raw: bytes) -> str:
+    """What an idempotency key promises: the same route, path and body, every field of it
+    (secrets included), whatever the key order or spacing of the JSON."""
+    body = json.loads(raw) if raw.strip() else None
+    text = json.dumps([route.method, route.path, path, body], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -187,7 +189,8 @@ def make_endpoint(route: CommandRoute) -> Any:
         if_match: str | None = None,
         **path: str,
     ) -> CommandResult:
-        command = parse_command(route, path, await request.body())
+        raw = await request.body()
+        command = parse_command(route, path, raw)
         expected = _if_match(if_match)
         if expected is not None and isinstance(command, RecordCommand):
             command = command.model_copy(update={"expected_version": expected})
@@ -198,7 +201,7 @@ def make_endpoint(route: CommandRoute) -> Any:
                 command,
                 acting_user.id,
                 idempotency_key=key,
-                request_hash=request_hash(route, path, body) if key else None,
+                request_hash=request_hash(route, path, raw) if key else None,
             )
         except ConcurrencyConflict as exc:
             if expected is not None and exc.code == "concurrency.version_mismatch":
@@ -209,6 +212,8 @@ def make_endpoint(route: CommandRoute) -> Any:
         response.headers["ETag"] = f'"{outcome.version}"'
         if outcome.position is not None:
             response.headers["Ledger-Position"] = str(outcome.position)
+        if outcome.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
         return CommandResult(
             id=str(outcome.id),
             type=outcome.type,

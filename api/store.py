@@ -132,6 +132,16 @@ class LedgerRecorder(PostgresApplicationRecorder):
         )
         return None if row is None else (row["outcome"], row["position"])
 
+    def record_refusal(self, key: str, request_hash: str | None, answer: str) -> None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (key, request_hash, outcome) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (key) DO NOTHING"
+                ).format(self._idempotency),
+                (key, request_hash, answer),
+            )
+
     def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None:
         row = self._select_one(
             SQL("SELECT request_hash, outcome, position FROM {} WHERE key = %s").format(

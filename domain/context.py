@@ -42,6 +42,8 @@ class Outcome(BaseModel):
     extra: dict[str, Any] = {}
     secret: str | None = Field(default=None, exclude=True)
     """Shown once (a new API key); never stored, so a replayed request does not show it."""
+    replayed: bool = Field(default=False, exclude=True)
+    """The first answer to an earlier request with the same idempotency key."""
 
 
 Decision = tuple[Outcome, list[Aggregate]]

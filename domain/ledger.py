@@ -8,25 +8,27 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import RecordConflictError
 from eventsourcing.utils import Environment, EnvType, get_topic
 
+from domain import idempotency
 from domain.api_key import ApiKey, hash_key
 from domain.base import Aggregate, Command, Meta
 from domain.context import Context, Handler, Outcome, resolve
 from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
-    InvalidInput,
+    LedgerError,
     NotFound,
     RuleViolation,
     Unauthenticated,
 )
 from domain.handlers import HANDLERS
+from domain.idempotency import CommandRecorder
 from domain.mapper import JSONTranscoder, PydanticMapper
 from domain.memory import MemoryFactory
 from domain.topics import register_moved_topics
@@ -34,16 +36,6 @@ from domain.user import User
 
 MAX_ATTEMPTS = 8
 register_moved_topics()
-
-
-@runtime_checkable
-class CommandRecorder(Protocol):
-    """A recorder that keeps, in the same transaction as the events, each command's outcome (by
-    command id) and each idempotency key's request hash and outcome."""
-
-    def find_command(self, command_id: UUID) -> tuple[str, int | None] | None: ...
-
-    def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None: ...
 
 
 class IncidentLedger(Application[UUID]):
@@ -86,10 +78,31 @@ class IncidentLedger(Application[UUID]):
         append's commit landed but its acknowledgment was lost, the retry finds the command's
         own record and answers the first outcome instead of deciding twice."""
         handler = HANDLERS[type(command)]
-        if idempotency_key is not None:
-            replay = self._idempotent_replay(idempotency_key, request_hash)
-            if replay is not None:
-                return replay
+        if idempotency_key is None:
+            return self._decide(handler, command, actor, None, None)
+        first = idempotency.replay(self.recorder, idempotency_key, request_hash)
+        if first is not None:
+            return first
+        try:
+            return self._decide(handler, command, actor, idempotency_key, request_hash)
+        except LedgerError as refusal:
+            if refusal.details.get("replayed"):
+                raise
+            idempotency.remember_refusal(self.recorder, idempotency_key, request_hash, refusal)
+            # A concurrent request with the same key may have answered first: that answer wins.
+            first = idempotency.replay(self.recorder, idempotency_key, request_hash)
+            if first is not None:
+                return first
+            raise
+
+    def _decide(
+        self,
+        handler: Handler,
+        command: Command,
+        actor: UUID | None,
+        idempotency_key: str | None,
+        request_hash: str | None,
+    ) -> Outcome:
         command_id = uuid4()
         for attempt in range(MAX_ATTEMPTS):
             if attempt:  # let the command that won the race finish before deciding again
@@ -130,9 +143,9 @@ class IncidentLedger(Application[UUID]):
             if first is not None:
                 return first
             if idempotency_key is not None:
-                replay = self._idempotent_replay(idempotency_key, request_hash)
-                if replay is not None:
-                    return replay
+                replayed = idempotency.replay(self.recorder, idempotency_key, request_hash)
+                if replayed is not None:
+                    return replayed
             self._raise_if_addressed_moved(ctx)
             return None  # a guarded or bookkeeping record moved: decide again
         position = recordings[-1].notification.id if recordings else None
@@ -181,20 +194,6 @@ class IncidentLedger(Application[UUID]):
             return None
         answer, position = found
         return Outcome.model_validate_json(answer).model_copy(update={"position": position})
-
-    def _idempotent_replay(self, key: str, request_hash: str | None) -> Outcome | None:
-        if not isinstance(self.recorder, CommandRecorder):
-            return None
-        found = self.recorder.find_idempotency(key)
-        if found is None:
-            return None
-        stored_hash, stored_outcome, position = found
-        if stored_hash != request_hash:
-            raise InvalidInput(
-                "idempotency.key_reused",
-                "This Idempotency-Key was already used with a different request body.",
-            )
-        return Outcome.model_validate_json(stored_outcome).model_copy(update={"position": position})
 
     def _raise_if_addressed_moved(self, ctx: Context) -> None:
         for aggregate_id, version in ctx.addressed.items():

@@ -46,6 +46,10 @@ class MemoryRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return self.commands.get(command_id)
 
+    def record_refusal(self, key: str, request_hash: str | None, answer: str) -> None:
+        with self._database_lock:
+            self.idempotency.setdefault(key, (request_hash, answer, None))
+
     def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None:
         with self._database_lock:
             return self.idempotency.get(key)
