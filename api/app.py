@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.limits import BodyLimit
 from api.queries import router as query_router
 from api.routes import command_router
 from api.service import Service
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.state.service = service
     app.state.throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(query_router)
     app.include_router(user_router)
     app.include_router(command_router())

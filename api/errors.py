@@ -69,6 +69,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "Your role (or account state) does not allow it."},
     404: {"model": ErrorBody, "description": "A record named does not exist."},
     409: {"model": ErrorBody, "description": "A rule refuses it, or the record changed."},
+    413: {"model": ErrorBody, "description": "The request body is over the limit."},
     422: {"model": ErrorBody, "description": "Malformed input; `errors` names each field."},
     429: {
         "model": ErrorBody,

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         "Turn off when a separate `incident-ledger projector` runs.",
     )
     pool_size: int = 8
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        description="Largest request body accepted (413 above): well over what any command's "
+        "bounded fields add up to, far under what could stall the write path.",
+    )
     auth_failure_limit: int = Field(
         default=20, description="Failed authentications one client may make per window (429)."
     )
