@@ -1,22 +1,24 @@
-"""Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL. Also the schema
-migration: event tables, immutability triggers, the service role and its grants."""
+"""Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL (any libpq URL or
+key=value string). Also the schema migration: event tables, immutability triggers, the service
+role and its grants."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 from eventsourcing.utils import get_topic
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.sql import SQL, Identifier
 
+from api.availability import CONNECT_TIMEOUT, one_line
 from api.settings import Settings
-from api.store import IDEMPOTENCY_TABLE, LedgerPostgresFactory
+from api.store import EXTRA_CONNINFO, IDEMPOTENCY_TABLE, LedgerPostgresFactory
 from domain.ledger import IncidentLedger
 from projections.postgres import VIEW_TABLES, Projections
 
@@ -24,65 +26,100 @@ log = logging.getLogger("incident_ledger.database")
 EVENTS_TABLE = "incidentledger_events"
 
 
-@dataclass(frozen=True)
+class StartupError(Exception):
+    """Why the service cannot start, as one line fit for the terminal."""
+
+
+@dataclass(frozen=True, repr=False)
 class Database:
-    """Connection facts for one PostgreSQL database."""
+    """Connection facts for one PostgreSQL database. Empty fields are left to libpq's defaults
+    (PGHOST, PGUSER, ~/.pgpass, the default socket, ...), as in a URL that omits them."""
 
     dbname: str
     host: str
     port: str
     user: str
     password: str
-    release: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    params: Mapping[str, str] = field(default_factory=dict)
+    """Every other libpq parameter from DATABASE_URL: sslmode, sslrootcert, connect_timeout, ..."""
+    release: Callable[[], None] | None = field(default=None, compare=False)
     """Stops the embedded server when its last user is done (None for an external database)."""
 
     def close(self) -> None:
         if self.release is not None:
             self.release()
 
+    def __repr__(self) -> str:
+        return f"Database({self.describe()})"
+
+    def describe(self) -> str:
+        """Where, without secrets: `user@host:port/dbname` (host may be a socket directory)."""
+        port = f":{self.port}" if self.port else ""
+        user = f"{self.user}@" if self.user else ""
+        host = self.host or "(default socket)"
+        return f"{user}{host}{port}/{self.dbname or '(default database)'}"
+
     @classmethod
     def from_url(cls, url: str) -> Database:
-        parts = urlparse(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"DATABASE_URL must start with postgresql://, got {url!r}")
-        query = parse_qs(parts.query)
-        host = query.get("host", [parts.hostname or "localhost"])[0]
+        """Parse DATABASE_URL with libpq's own rules (through psycopg): `postgresql://` URLs with
+        percent-encoding and query parameters (`?host=/socket/dir&sslmode=require&port=...`), or
+        `key=value` strings. The error never repeats the string, which may hold a password."""
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+        except psycopg.ProgrammingError:
+            raise ValueError(
+                "DATABASE_URL is not a PostgreSQL connection string: expected "
+                "postgresql://user:password@host:port/dbname[?sslmode=...] or key=value pairs"
+            ) from None
         return cls(
-            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
-            host=host,
-            port=str(parts.port or query.get("port", ["5432"])[0]),
-            user=unquote(parts.username or "postgres"),
-            password=unquote(parts.password or ""),
+            dbname=params.pop("dbname", ""),
+            host=params.pop("host", ""),
+            port=params.pop("port", ""),
+            user=params.pop("user", ""),
+            password=params.pop("password", ""),
+            params=params,
         )
 
     def conninfo(self, **extra: Any) -> dict[str, Any]:
-        return {
+        """Keyword arguments for psycopg.connect (empty fields left out, for libpq's defaults)."""
+        named = {
             "dbname": self.dbname,
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "password": self.password,
-            **extra,
         }
+        return {**{k: v for k, v in named.items() if v}, **self.params, **extra}
 
     def ledger_env(
         self, role: str | None, pool_size: int = 8, create: bool = False
     ) -> dict[str, str]:
-        """Environment for the library's PostgreSQL persistence."""
-        env = {
+        """Environment for the library's PostgreSQL persistence (every key set, so an exported
+        variable of the same name cannot change it)."""
+        return {
             "PERSISTENCE_MODULE": get_topic(LedgerPostgresFactory),
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": self.port,
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
+            EXTRA_CONNINFO: make_conninfo("", **self.params),
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_ROLE": role or "",
             "CREATE_TABLE": "y" if create else "n",
         }
-        if role:
-            env["POSTGRES_ROLE"] = role
-        return env
+
+
+def connect(db: Database, **extra: Any) -> psycopg.Connection[Any]:
+    """A direct (unpooled) connection that fails within seconds, as a StartupError carrying the
+    server's own reason ("password authentication failed ...", "Connection refused ...")."""
+    try:
+        return psycopg.connect(**{"connect_timeout": CONNECT_TIMEOUT, **db.conninfo(), **extra})
+    except psycopg.OperationalError as exc:
+        raise StartupError(
+            f"cannot connect to PostgreSQL {db.describe()}: {one_line(exc)}"
+        ) from None
 
 
 def start_embedded(data_dir: Path) -> Database:
@@ -101,11 +138,12 @@ def start_embedded(data_dir: Path) -> Database:
     server.__enter__()
     url = Database.from_url(server.get_uri())
     return Database(
-        url.dbname,
-        url.host,
-        url.port,
-        url.user,
-        url.password,
+        dbname=url.dbname,
+        host=url.host,
+        port=url.port or "5432",
+        user=url.user,
+        password=url.password,
+        params=url.params,
         release=lambda: server.__exit__(None, None, None),
     )
 
@@ -142,7 +180,7 @@ def migrate(db: Database, app_role: str) -> None:
         owner.close()
     ident = Identifier(app_role)
     events = Identifier(EVENTS_TABLE)
-    with psycopg.connect(**db.conninfo(autocommit=True)) as conn:
+    with connect(db, autocommit=True) as conn:
         # Serialise concurrent migrations (API and projector starting together).
         conn.execute("SELECT pg_advisory_lock(74201)")
         try:

@@ -1,5 +1,6 @@
 """PostgreSQL wiring for the library: our recorder (idempotency keys in the same transaction as
-the events) and a factory that connects with the service's restricted role."""
+the events) and a factory that connects with the service's restricted role and every connection
+parameter of DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Identifier
 
+from api.availability import CONNECT_TIMEOUT
+
 IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
+EXTRA_CONNINFO = "POSTGRES_EXTRA_CONNINFO"
+"""Environment key: libpq parameters beyond the library's five (sslmode, sslrootcert, ...)."""
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
@@ -51,13 +57,31 @@ class LedgerRecorder(PostgresApplicationRecorder):
 
 
 class LedgerPostgresFactory(PostgresFactory):
-    """Uses LedgerRecorder, and sets the session role (`POSTGRES_ROLE`) on every connection so
-    the service writes as a role that cannot update or delete stored events."""
+    """Uses LedgerRecorder; connects with every parameter of DATABASE_URL; sets the session role
+    (`POSTGRES_ROLE`) on every connection so the service writes as a role that cannot update or
+    delete stored events."""
 
     application_recorder_class = LedgerRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
-        role = self.env.get("POSTGRES_ROLE")
-        if role and isinstance(self.datastore.pool.kwargs, dict):
-            self.datastore.pool.kwargs["options"] = f"-c role={role}"
+        pool = self.datastore.pool  # not opened yet
+        pool.kwargs = {**self.connect_params(), "row_factory": dict_row}
+
+    def connect_params(self) -> dict[str, Any]:
+        """libpq parameters: the library's five (empty ones left to libpq's defaults, as in a
+        URL that omits them), the extra ones, a connect timeout and the session role."""
+        params: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT}
+        for key, name in (
+            (self.POSTGRES_DBNAME, "dbname"),
+            (self.POSTGRES_HOST, "host"),
+            (self.POSTGRES_PORT, "port"),
+            (self.POSTGRES_USER, "user"),
+            (self.POSTGRES_PASSWORD, "password"),
+        ):
+            if value := self.env.get(key):
+                params[name] = value
+        params.update(conninfo_to_dict(self.env.get(EXTRA_CONNINFO) or ""))
+        if role := self.env.get("POSTGRES_ROLE"):
+            params["options"] = f"{params.get('options', '')} -c role={role}".strip()
+        return params
