@@ -1,9 +1,11 @@
 """Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL (any libpq URL or
-key=value string). Also the schema migration: event tables, immutability triggers, the service
-role and its grants."""
+key=value string). Also the schema migration, run whole under one advisory lock and recorded with
+its version: event tables, views, immutability triggers, the service role and its grants."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -14,7 +16,7 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import get_topic
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from api.availability import CONNECT_TIMEOUT, one_line
 from api.settings import Settings
@@ -24,6 +26,12 @@ from projections.postgres import VIEW_TABLES, Projections
 
 log = logging.getLogger("incident_ledger.database")
 EVENTS_TABLE = "incidentledger_events"
+SCHEMA_TABLE = "ledger_schema"
+SCHEMA_VERSION = 2
+"""Recorded in SCHEMA_TABLE with a fingerprint of every statement (ours, the library's, the
+views'), so any change of DDL reruns the migration; bump it when ours change, for the record."""
+MIGRATION_LOCK = 74201
+"""pg_advisory_lock key taken by every migration before its first statement."""
 
 
 class StartupError(Exception):
@@ -167,85 +175,158 @@ def _forget_dead_handles(pgdata: Path) -> None:
 
 def resolve_database(settings: Settings) -> Database:
     if settings.database_url:
-        return Database.from_url(settings.database_url)
+        try:
+            return Database.from_url(settings.database_url)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
     return start_embedded(settings.data_dir)
 
 
-def migrate(db: Database, app_role: str) -> None:
-    """Create or upgrade the schema as the owner; safe to run at every start."""
-    owner = IncidentLedger(env=db.ledger_env(role=None, pool_size=1, create=True))
-    try:  # the library creates its own tables; the views add theirs and their tracking
-        Projections(owner).create_tables()
+def migrate(db: Database, app_role: str) -> bool:
+    """Create or upgrade the schema as the owner; safe at every start, and from several processes
+    at once (API and projector): this connection takes the advisory lock before the first
+    statement and holds it to the last, while the library and the views create their tables on
+    their own connections. A database already at this schema is left alone. Returns whether
+    anything was applied."""
+    with connect(db, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            return _migrate_locked(conn, db, app_role)
+        finally:  # closing the connection would release it too
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _migrate_locked(conn: psycopg.Connection[Any], db: Database, app_role: str) -> bool:
+    conn.execute(
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (version int NOT NULL, fingerprint text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        ).format(Identifier(SCHEMA_TABLE))
+    )
+    owner = IncidentLedger(env=db.ledger_env(role=None, pool_size=1, create=False))
+    try:
+        projections = Projections(owner)
+        recorders: list[Any] = [owner.recorder]
+        if owner.snapshots is not None:
+            recorders.append(owner.snapshots.recorder)
+        ours = _service_statements(app_role, conn.info.server_version)
+        statements = [
+            *(s for r in recorders for s in r.sql_create_statements),
+            *(s for v in projections.views for s in v.sql_create_statements),
+            *ours,
+        ]
+        fingerprint = hashlib.sha256(
+            "\n".join(s.as_string(conn) for s in statements).encode()
+        ).hexdigest()
+        if current_schema(conn) == (SCHEMA_VERSION, fingerprint):
+            log.info("schema is current (version %d)", SCHEMA_VERSION)
+            return False
+        for recorder in recorders:
+            recorder.create_table()
+        projections.create_tables()
     finally:
         owner.close()
-    ident = Identifier(app_role)
-    events = Identifier(EVENTS_TABLE)
+    with conn.transaction():
+        for statement in ours:
+            conn.execute(statement)
+        conn.execute(
+            SQL("INSERT INTO {} (version, fingerprint) VALUES (%s, %s)").format(
+                Identifier(SCHEMA_TABLE)
+            ),
+            (SCHEMA_VERSION, fingerprint),
+        )
+    log.info(
+        "schema migrated to version %d; the service writes as role %s", SCHEMA_VERSION, app_role
+    )
+    return True
+
+
+def current_schema(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
+    """The last recorded (version, fingerprint), or None for a database never migrated."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SCHEMA_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(
+        SQL("SELECT version, fingerprint FROM {} ORDER BY applied_at DESC LIMIT 1").format(
+            Identifier(SCHEMA_TABLE)
+        )
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def require_schema(db: Database) -> int:
+    """The schema version of a migrated database (read only: no DDL, no DDL privileges)."""
     with connect(db, autocommit=True) as conn:
-        # Serialise concurrent migrations (API and projector starting together).
-        conn.execute("SELECT pg_advisory_lock(74201)")
-        try:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (app_role,)
-            ).fetchone()
-            if not exists:
-                conn.execute(SQL("CREATE ROLE {} NOLOGIN").format(ident))
-            conn.execute(SQL("GRANT {} TO CURRENT_USER").format(ident))
-            conn.execute(
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, request_hash text, "
-                    "outcome text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
-                ).format(Identifier(IDEMPOTENCY_TABLE))
+        current = current_schema(conn)
+    if current is None:
+        raise StartupError(
+            f"{db.describe()} has no incident-ledger schema yet: run `incident-ledger migrate`"
+        )
+    return current[0]
+
+
+def _service_statements(app_role: str, server_version: int) -> list[SQL | Composed]:
+    """Our part of the schema: the idempotency table, immutability triggers, the service role
+    and its grants. Run in one transaction; each is safe to repeat."""
+    role = Identifier(app_role)
+    events = Identifier(EVENTS_TABLE)
+    idempotency = Identifier(IDEMPOTENCY_TABLE)
+    statements: list[SQL | Composed] = [
+        # Roles belong to the cluster, not the database, so the advisory lock does not cover a
+        # migration of another database on the same server: tolerate a concurrent creation.
+        SQL(
+            "DO $$ BEGIN CREATE ROLE {} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ).format(role),
+        SQL("GRANT {} TO CURRENT_USER").format(role),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, request_hash text, "
+            "outcome text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
+        ).format(idempotency),
+        SQL(
+            """
+            CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+              RAISE EXCEPTION 'stored events are immutable: % refused on %',
+                TG_OP, TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+            END $$
+            """
+        ),
+    ]
+    for table in (EVENTS_TABLE, IDEMPOTENCY_TABLE):
+        t = Identifier(table)
+        trig = Identifier(f"{table}_immutable")
+        trunc = Identifier(f"{table}_no_truncate")
+        statements += [
+            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trig, t),
+            SQL(
+                "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
+                "FOR EACH ROW EXECUTE FUNCTION incident_ledger_refuse_change()"
+            ).format(trig, t),
+            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trunc, t),
+            SQL(
+                "CREATE TRIGGER {} BEFORE TRUNCATE ON {} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION incident_ledger_refuse_change()"
+            ).format(trunc, t),
+        ]
+    # The library's append locks the table IN EXCLUSIVE MODE, which needs more than INSERT:
+    # MAINTAIN from PostgreSQL 17, UPDATE before (the trigger still refuses it).
+    lock_privilege = SQL("MAINTAIN") if server_version >= 170000 else SQL("UPDATE")
+    statements += [
+        SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+        SQL("REVOKE ALL ON {} FROM {}").format(events, role),
+        SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, role),
+        SQL("GRANT SELECT, INSERT ON {} TO {}").format(idempotency, role),
+        SQL("GRANT SELECT ON {} TO {}").format(Identifier(SCHEMA_TABLE), role),
+        SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role),
+        *(
+            SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
+                Identifier(table), role
             )
-            conn.execute(
-                """
-                CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
-                LANGUAGE plpgsql AS $$
-                BEGIN
-                  RAISE EXCEPTION 'stored events are immutable: % refused on %',
-                    TG_OP, TG_TABLE_NAME
-                    USING ERRCODE = 'insufficient_privilege';
-                END $$
-                """
-            )
-            for table in (EVENTS_TABLE, IDEMPOTENCY_TABLE):
-                t = Identifier(table)
-                trig = Identifier(f"{table}_immutable")
-                trunc = Identifier(f"{table}_no_truncate")
-                conn.execute(SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trig, t))
-                conn.execute(
-                    SQL(
-                        "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
-                        "FOR EACH ROW EXECUTE FUNCTION incident_ledger_refuse_change()"
-                    ).format(trig, t)
-                )
-                conn.execute(SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trunc, t))
-                conn.execute(
-                    SQL(
-                        "CREATE TRIGGER {} BEFORE TRUNCATE ON {} "
-                        "FOR EACH STATEMENT EXECUTE FUNCTION incident_ledger_refuse_change()"
-                    ).format(trunc, t)
-                )
-            # The library's append locks the table IN EXCLUSIVE MODE, which needs more than
-            # INSERT: MAINTAIN from PostgreSQL 17, UPDATE before (the trigger still refuses it).
-            version = conn.info.server_version
-            lock_privilege = SQL("MAINTAIN") if version >= 170000 else SQL("UPDATE")
-            conn.execute(SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-            conn.execute(SQL("REVOKE ALL ON {} FROM {}").format(events, ident))
-            conn.execute(
-                SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, ident)
-            )
-            conn.execute(
-                SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(IDEMPOTENCY_TABLE), ident)
-            )
-            conn.execute(
-                SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident)
-            )
-            for table in VIEW_TABLES:
-                conn.execute(
-                    SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
-                        Identifier(table), ident
-                    )
-                )
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(74201)")
-    log.info("schema ready; the service writes as role %s", app_role)
+            for table in VIEW_TABLES
+        ),
+    ]
+    return statements

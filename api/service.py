@@ -31,12 +31,27 @@ class Service:
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
+        """Connect (failing within seconds with the server's reason), migrate, catch up."""
         db = resolve_database(settings)
-        migrate(db, settings.app_role)
-        ledger = IncidentLedger(env=db.ledger_env(settings.app_role, settings.pool_size))
-        service = cls(settings, db, ledger, Projections(ledger))
-        service.project()
+        try:
+            migrate(db, settings.app_role)
+            service = cls.open(settings, db, settings.app_role)
+        except BaseException:
+            db.close()
+            raise
+        try:
+            service.project()
+        except BaseException:
+            service.close()
+            raise
         return service
+
+    @classmethod
+    def open(cls, settings: Settings, db: Database, role: str | None) -> Service:
+        """The service on an already migrated database, without any DDL (read-only commands
+        pass `role=None` to read as the connecting user)."""
+        ledger = IncidentLedger(env=db.ledger_env(role, settings.pool_size))
+        return cls(settings, db, ledger, Projections(ledger))
 
     def close(self) -> None:
         self.ledger.close()
