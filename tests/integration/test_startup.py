@@ -1,9 +1,11 @@
 """Operable start-up, as an operator sees it from `python -m api.cli`: a database that cannot be
-reached or a wrong password is one clear line and a non-zero exit within seconds; read-only
-commands do not migrate."""
+reached, a wrong password, a bad data directory or an unusable administrator key is one clear
+line and a non-zero exit within seconds; read-only commands do not migrate; the banner names
+the database without its password; a chosen administrator key is never printed."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -11,12 +13,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.sql import SQL, Identifier, Literal
 
+from api.app import start_service
 from api.database import Database, migrate
-from tests.integration.databases import cli, fresh_database, lines, public_tables, url
+from api.settings import Settings
+from tests.integration.databases import cli, fresh_database, lines, public_tables, spawn, url
+
+CHOSEN_KEY = "chosen-admin-key-0123456789abcdef"
 
 
 def _closed_port() -> int:
@@ -79,16 +86,38 @@ def test_migrate_fails_fast_on_closed_port() -> None:
 
 
 @pytest.mark.integration
-def test_migrate_fails_fast_on_wrong_password(
+def test_serve_fails_fast_on_wrong_password(
     database: Database, password_role: tuple[str, str]
 ) -> None:
     role, _ = password_role
     started = time.perf_counter()
-    result = cli("migrate", DATABASE_URL=url(database, user=role, password="wrong-password-42"))
-    line = _one_line_error(result, "migrate")
+    result = cli("serve", DATABASE_URL=url(database, user=role, password="wrong-password-42"))
+    line = _one_line_error(result, "serve")
     assert time.perf_counter() - started < 10
     assert f'password authentication failed for user "{role}"' in line
     assert "wrong-password-42" not in result.stderr + result.stdout
+
+
+@pytest.mark.integration
+def test_serve_refuses_data_dir_that_is_a_file_or_under_one(tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("")
+    under = _one_line_error(cli("serve", "--data-dir", str(a_file / "sub")), "serve")
+    assert f"cannot use data directory {a_file / 'sub'}: Not a directory" in under
+    itself = _one_line_error(cli("migrate", "--data-dir", str(a_file)), "migrate")
+    assert f"cannot use data directory {a_file}: it is a file" in itself
+
+
+@pytest.mark.integration
+def test_serve_refuses_unusable_admin_key_before_writing_anything(database: Database) -> None:
+    with fresh_database(database) as db:
+        result = cli(
+            "serve", DATABASE_URL=url(db), INCIDENT_LEDGER_ADMIN_KEY="has spaces 0123456789abcdef"
+        )
+        line = _one_line_error(result, "serve")
+        assert "INCIDENT_LEDGER_ADMIN_KEY must not contain spaces" in line
+        assert "0123456789abcdef" not in result.stderr + result.stdout
+        assert public_tables(db) == []  # not even the schema
 
 
 @pytest.mark.integration
@@ -117,3 +146,69 @@ def test_projections_status_reads_as_role_without_ddl_privileges(database: Datab
             with psycopg.connect(**database.conninfo(autocommit=True)) as conn:
                 conn.execute(SQL("DROP OWNED BY {}").format(Identifier(reader)))
                 conn.execute(SQL("DROP ROLE {}").format(Identifier(reader)))
+
+
+@pytest.mark.integration
+def test_serve_banner_names_database_without_password_and_never_prints_chosen_key(
+    database: Database,
+) -> None:
+    port = _closed_port()
+    with fresh_database(database) as db:
+        # the embedded server trusts local connections, so any password gets in
+        server = spawn(
+            "serve",
+            "--port",
+            str(port),
+            DATABASE_URL=url(db, password="hunter2-secret"),
+            INCIDENT_LEDGER_ADMIN_KEY=CHOSEN_KEY,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert server.poll() is None, server.communicate()
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert health.status_code == 200
+            key_works = httpx.get(
+                f"http://127.0.0.1:{port}/incidents",
+                headers={"Authorization": f"Bearer {CHOSEN_KEY}"},
+                timeout=5,
+            )
+            assert key_works.status_code == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            out, err = server.communicate(timeout=30)
+    output = out + err
+    assert CHOSEN_KEY not in output
+    assert "hunter2" not in output
+    assert f"postgres@{db.host}:{db.port}/{db.dbname} from DATABASE_URL" in out
+    assert "Traceback" not in output
+
+
+@pytest.mark.integration
+def test_generated_admin_key_is_printed_once(
+    database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with fresh_database(database) as db:
+        settings = Settings(database_url=url(db))
+        start_service(settings).close()
+        first = capsys.readouterr().out
+        start_service(settings).close()
+        again = capsys.readouterr().out
+    assert first.count("API key (shown once, stored hashed): ") == 1
+    assert "API key" not in again
+
+
+@pytest.mark.integration
+def test_chosen_admin_key_is_never_printed_nor_logged(
+    database: Database, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with fresh_database(database) as db:
+        start_service(Settings(database_url=url(db), admin_key=CHOSEN_KEY)).close()
+    out, err = capsys.readouterr()
+    assert "INCIDENT_LEDGER_ADMIN_KEY" in out
+    assert CHOSEN_KEY not in out + err + caplog.text
