@@ -179,10 +179,9 @@ def _startup_failure(exc: Exception) -> str | None:
     """One line for the failures an operator can fix (settings, data directory, database
     reachability, credentials, privileges); None for anything else, which keeps its traceback."""
     import psycopg
-    from eventsourcing.persistence import InterfaceError, OperationalError
     from pydantic import ValidationError
 
-    from api.availability import one_line
+    from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line
     from api.database import StartupError
     from api.settings import describe_invalid
 
@@ -190,8 +189,9 @@ def _startup_failure(exc: Exception) -> str | None:
         return describe_invalid(exc)
     if isinstance(exc, StartupError):
         return str(exc)
-    connection_lost = (OperationalError, InterfaceError, psycopg.OperationalError)
-    if isinstance(exc, connection_lost | psycopg.errors.InsufficientPrivilege):
+    if isinstance(exc, DatabaseUnavailable):
+        return f"PostgreSQL is unavailable: {exc.reason}"
+    if isinstance(exc, CONNECTION_ERRORS | psycopg.errors.InsufficientPrivilege):
         return f"database error: {one_line(exc)}"
     return None
 

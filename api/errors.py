@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line
 from domain.base import LedgerError
 
 log = logging.getLogger("incident_ledger.api")
@@ -35,6 +36,23 @@ def _invalid(errors: list[dict[str, Any]]) -> JSONResponse:
             "message": f"Invalid request: {summary}",
             "errors": errors,
         },
+    )
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL unreachable or lost mid-request: 503 with the usual JSON shape (and, for
+    /health, its usual keys), never a 500 after the pool's 30 s wait."""
+    reason = exc.reason if isinstance(exc, DatabaseUnavailable) else one_line(exc)
+    details = exc.details if isinstance(exc, DatabaseUnavailable) else {}
+    log.warning("database unavailable: %s", reason)
+    return JSONResponse(
+        status_code=503,
+        content={
+            **details,
+            "code": "database.unavailable",
+            "message": "The database is unavailable; try again shortly.",
+        },
+        headers={"Retry-After": "2"},
     )
 
 
@@ -64,3 +82,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
         )
+
+    for error in CONNECTION_ERRORS:
+        app.add_exception_handler(error, _database_unavailable)

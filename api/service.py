@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import SecretStr
 
+from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line, probe
 from api.database import Database, migrate, resolve_database
 from api.settings import Settings, check_admin_key
 from domain.base import Command, Role
@@ -19,6 +20,8 @@ from projections.postgres import Projections
 
 log = logging.getLogger("incident_ledger.service")
 ADMIN_EMAIL = "admin@incident-ledger.local"
+HEALTH_DEADLINE = 0.8
+"""Seconds /health waits for PostgreSQL before saying it is unavailable."""
 
 
 @dataclass
@@ -118,4 +121,16 @@ class Service:
         return admin.id, issued.secret
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "projections": self.projections.lag()}
+        """Whether PostgreSQL answers (a direct check bounded to HEALTH_DEADLINE, not a pool wait)
+        and how far each projection lags; DatabaseUnavailable (503) when it does not answer."""
+        down = {"status": "unavailable", "database": "unavailable", "projections": None}
+        reason = probe(self.db.conninfo(), HEALTH_DEADLINE)
+        if reason is not None:
+            raise DatabaseUnavailable(reason, down)
+        try:
+            lag = self.projections.lag()
+        except DatabaseUnavailable as exc:
+            raise DatabaseUnavailable(exc.reason, down) from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(one_line(exc), down) from exc
+        return {"status": "ok", "database": "ok", "projections": lag}

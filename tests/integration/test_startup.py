@@ -173,6 +173,7 @@ def test_serve_banner_names_database_without_password_and_never_prints_chosen_ke
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
             assert health.status_code == 200
+            assert health.json()["database"] == "ok"
             key_works = httpx.get(
                 f"http://127.0.0.1:{port}/incidents",
                 headers={"Authorization": f"Bearer {CHOSEN_KEY}"},
