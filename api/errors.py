@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line
 from api.throttle import TooManyFailures
 from domain.errors import (
     ConcurrencyConflict,
@@ -110,6 +111,23 @@ def _headers(exc: LedgerError, status: int) -> dict[str, str] | None:
     return headers or None
 
 
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL unreachable or lost mid-request: 503 with the usual JSON shape (and, for
+    /health, its usual keys), never a 500 after the pool's 30 s wait."""
+    reason = exc.reason if isinstance(exc, DatabaseUnavailable) else one_line(exc)
+    details = exc.details if isinstance(exc, DatabaseUnavailable) else {}
+    log.warning("database unavailable: %s", reason)
+    return JSONResponse(
+        status_code=503,
+        content={
+            **details,
+            "code": "database.unavailable",
+            "message": "The database is unavailable; try again shortly.",
+        },
+        headers={"Retry-After": "2"},
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, exc: LedgerError) -> JSONResponse:
@@ -137,3 +155,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
         )
+
+    for error in CONNECTION_ERRORS:
+        app.add_exception_handler(error, _database_unavailable)

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from pydantic import SecretStr
-
+from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line, probe
 from api.database import Database, migrate, resolve_database
-from api.settings import Settings
+from api.settings import Settings, check_admin_key
 from domain.api_key import BootstrapAdministrator
 from domain.base import Command
 from domain.context import Outcome
@@ -22,6 +21,8 @@ from projections.postgres import Projections
 
 log = logging.getLogger("incident_ledger.service")
 ADMIN_EMAIL = "admin@incident-ledger.local"
+HEALTH_DEADLINE = 0.8
+"""Seconds /health waits for PostgreSQL before saying it is unavailable."""
 
 
 @dataclass
@@ -34,12 +35,29 @@ class Service:
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
+        """Connect (failing within seconds with the server's reason), migrate, catch up."""
+        if settings.admin_key is not None:  # settings check it; a model_copy would not
+            check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
-        migrate(db, settings.app_role)
-        ledger = IncidentLedger(env=db.ledger_env(settings.app_role, settings.pool_size))
-        service = cls(settings, db, ledger, Projections(ledger))
-        service.project()
+        try:
+            migrate(db, settings.app_role)
+            service = cls.open(settings, db, settings.app_role)
+        except BaseException:
+            db.close()
+            raise
+        try:
+            service.project()
+        except BaseException:
+            service.close()
+            raise
         return service
+
+    @classmethod
+    def open(cls, settings: Settings, db: Database, role: str | None) -> Service:
+        """The service on an already migrated database, without any DDL (read-only commands
+        pass `role=None` to read as the connecting user)."""
+        ledger = IncidentLedger(env=db.ledger_env(role, settings.pool_size))
+        return cls(settings, db, ledger, Projections(ledger))
 
     def close(self) -> None:
         self.ledger.close()
@@ -67,9 +85,9 @@ class Service:
 
     def bootstrap_admin(self) -> tuple[UUID, str | None]:
         """Create the first administrator and its key once, in one append; returns the admin's
-        id and, if generated now, the key (a key chosen through the environment is not
-        returned, so it is never printed)."""
-        chosen = SecretStr(self.settings.admin_key) if self.settings.admin_key else None
+        id and, when created now, its key (`start_service` prints a generated one, never a
+        chosen one)."""
+        chosen = self.settings.admin_key
         index = self.ledger.get_or_none(EmailIndex.create_id(email=ADMIN_EMAIL))
         if isinstance(index, EmailIndex) and index.user_id is not None:
             if chosen is not None and not self._is_key(chosen.get_secret_value()):
@@ -80,7 +98,7 @@ class Service:
             return index.user_id, None
         admin = self.ledger.handle(BootstrapAdministrator(email=ADMIN_EMAIL, key=chosen), None)
         log.info("created the first administrator %s", admin.id)
-        return admin.id, None if chosen is not None else admin.secret
+        return admin.id, admin.secret
 
     def _is_key(self, key: str) -> bool:
         try:
@@ -90,4 +108,16 @@ class Service:
         return True
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "projections": self.projections.lag()}
+        """Whether PostgreSQL answers (a direct check bounded to HEALTH_DEADLINE, not a pool wait)
+        and how far each projection lags; DatabaseUnavailable (503) when it does not answer."""
+        down = {"status": "unavailable", "database": "unavailable", "projections": None}
+        reason = probe(self.db.conninfo(), HEALTH_DEADLINE)
+        if reason is not None:
+            raise DatabaseUnavailable(reason, down)
+        try:
+            lag = self.projections.lag()
+        except DatabaseUnavailable as exc:
+            raise DatabaseUnavailable(exc.reason, down) from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(one_line(exc), down) from exc
+        return {"status": "ok", "database": "ok", "projections": lag}

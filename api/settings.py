@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ADMIN_KEY_MIN_LENGTH = 24
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INCIDENT_LEDGER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="INCIDENT_LEDGER_", extra="ignore", populate_by_name=True
+    )
 
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         default=None,
         validation_alias="DATABASE_URL",
-        description="postgresql://owner:password@host:port/db; unset = embedded PostgreSQL.",
+        description="postgresql://owner:password@host:port/db?sslmode=... (or key=value pairs); "
+        "unset = embedded PostgreSQL.",
     )
     data_dir: Path = Field(default=Path(".incident-ledger"))
     host: str = "127.0.0.1"
     port: int = 8000
-    admin_key: str | None = Field(
-        default=None, description="API key for the first administrator (else one is generated)."
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description=f"API key for the first administrator ({ADMIN_KEY_MIN_LENGTH}+ characters, "
+        "no spaces); never printed. Unset: one is generated and printed once.",
     )
     app_role: str = Field(
         default="incident_ledger_app",
@@ -46,3 +54,30 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _usable_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_admin_key(value.get_secret_value())
+        return value
+
+
+def check_admin_key(key: str) -> None:
+    """Refuse a chosen administrator key that is short or holds spaces or control characters
+    (the message never repeats the key)."""
+    if len(key) < ADMIN_KEY_MIN_LENGTH:
+        raise ValueError(f"must be at least {ADMIN_KEY_MIN_LENGTH} characters long")
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in key):
+        raise ValueError("must not contain spaces or control characters")
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A settings error as one line naming the environment variables, without their values."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        name = str(item["loc"][0]) if item["loc"] else "settings"
+        variable = "DATABASE_URL" if name == "database_url" else f"INCIDENT_LEDGER_{name.upper()}"
+        reason = item.get("ctx", {}).get("error", item["msg"])
+        parts.append(f"{variable} {reason}")
+    return "invalid settings: " + "; ".join(parts)

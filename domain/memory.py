@@ -4,6 +4,7 @@ same append. Used by the fast rule tests; the behaviour is the same as in Postgr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -11,12 +12,15 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
+from domain.idempotency import IDEMPOTENCY_TTL
+
 
 class MemoryRecorder(POPOApplicationRecorder):
     def __init__(self) -> None:
         super().__init__()
         self.commands: dict[UUID, tuple[str, int | None]] = {}
         self.idempotency: dict[str, tuple[str | None, str, int | None]] = {}
+        self.idempotency_used: dict[str, float] = {}
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
@@ -25,7 +29,7 @@ class MemoryRecorder(POPOApplicationRecorder):
             if max(stored, default=0) != version:
                 raise IntegrityError(f"guarded record {originator_id} changed")
         idempotency = kwargs.get("idempotency")
-        if idempotency is not None and idempotency[0] in self.idempotency:
+        if idempotency is not None and self.find_idempotency(idempotency[0]) is not None:
             raise IntegrityError(f"idempotency key {idempotency[0]} already used")
 
     def _update_table(
@@ -40,6 +44,7 @@ class MemoryRecorder(POPOApplicationRecorder):
         if idempotency is not None:
             key, request_hash, outcome = idempotency
             self.idempotency[key] = (request_hash, outcome, position)
+            self.idempotency_used[key] = time.time()
         return ids
 
     def find_command(self, command_id: UUID) -> tuple[str, int | None] | None:
@@ -48,10 +53,15 @@ class MemoryRecorder(POPOApplicationRecorder):
 
     def record_refusal(self, key: str, request_hash: str | None, answer: str) -> None:
         with self._database_lock:
-            self.idempotency.setdefault(key, (request_hash, answer, None))
+            if key not in self.idempotency:
+                self.idempotency[key] = (request_hash, answer, None)
+                self.idempotency_used[key] = time.time()
 
     def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None:
         with self._database_lock:
+            used = self.idempotency_used.get(key)
+            if used is not None and time.time() - used > IDEMPOTENCY_TTL.total_seconds():
+                del self.idempotency[key], self.idempotency_used[key]  # expired
             return self.idempotency.get(key)
 
 

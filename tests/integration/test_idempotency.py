@@ -13,6 +13,8 @@ from uuid import uuid4
 import httpx
 from fastapi.testclient import TestClient
 
+from api.service import Service
+from domain.idempotency import IDEMPOTENCY_TTL
 from tests.conftest import Actor
 
 
@@ -122,3 +124,28 @@ def test_key_reused_with_any_other_field_is_refused(
         422,
         "idempotency.key_reused",
     )
+
+
+def test_expired_key_starts_a_new_request(
+    client: TestClient,
+    service: Service,
+    manager: Actor,
+    open_incident: Callable[..., dict[str, Any]],
+) -> None:
+    """Keys are kept for IDEMPOTENCY_TTL (24 h): an older one no longer answers or refuses."""
+    number = open_incident()["number"]
+    key = f"old-{uuid4()}"
+    with service.ledger.recorder.datastore.transaction(commit=True) as curs:  # type: ignore[attr-defined]
+        curs.execute(
+            "INSERT INTO ledger_idempotency_keys (key, request_hash, outcome, recorded_at) "
+            "VALUES (%s, 'another request', '{}', now() - %s - interval '1 minute')",
+            (f"{manager.id}:{key}", IDEMPOTENCY_TTL),
+        )
+    headers = {**manager.headers, "Idempotency-Key": key}
+    body = {"note_type": "progress_update", "note_text": "after a day"}
+    first = client.post(f"/incidents/{number}/work-notes", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    again = client.post(f"/incidents/{number}/work-notes", json=body, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]

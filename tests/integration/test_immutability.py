@@ -12,7 +12,7 @@ from psycopg import sql
 
 from api.database import EVENTS_TABLE, Database
 from api.service import Service
-from api.store import IDEMPOTENCY_TABLE
+from api.store import COMMANDS_TABLE, IDEMPOTENCY_TABLE
 from domain.base import Role
 from domain.incident import OpenIncident
 from domain.user import RegisterUser
@@ -40,7 +40,7 @@ def as_owner(service: Service, database: Database) -> Iterator[psycopg.Connectio
         yield conn
 
 
-COLUMN = {EVENTS_TABLE: "state", IDEMPOTENCY_TABLE: "outcome"}
+COLUMN = {EVENTS_TABLE: "state", IDEMPOTENCY_TABLE: "outcome", COMMANDS_TABLE: "outcome"}
 
 
 def attempt(conn: psycopg.Connection, statement: str, table: str) -> None:
@@ -92,12 +92,16 @@ def test_owner_refused_change_when_trigger_guards_stored_events(
     assert event_count() == before
 
 
-@pytest.mark.parametrize("operation", ["update", "delete"])
-def test_app_role_refused_change_when_touching_idempotency_keys(
-    as_app_role: psycopg.Connection, operation: str
+@pytest.mark.parametrize(
+    ("operation", "table"),
+    [("update", IDEMPOTENCY_TABLE), ("update", COMMANDS_TABLE), ("delete", COMMANDS_TABLE)],
+)
+def test_app_role_refused_change_when_touching_command_records(
+    as_app_role: psycopg.Connection, operation: str, table: str
 ) -> None:
+    """Command records are immutable; an idempotency key may only be deleted (once expired)."""
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        attempt(as_app_role, STATEMENTS[operation], IDEMPOTENCY_TABLE)
+        attempt(as_app_role, STATEMENTS[operation], table)
 
 
 def test_service_appends_events_when_changes_were_refused(
