@@ -56,6 +56,9 @@ class CommandResult(BaseModel):
     severity: str | None = None
     key: str | None = None
     extra: dict[str, Any] = {}
+    position: int | None = None
+    """The ledger position of the command's last event (also the `Ledger-Position` header):
+    send it as `Ledger-Min-Position` to read a view that includes this command."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ def make_endpoint(route: CommandRoute) -> Any:
             request_hash=request_hash(route, path, body) if key else None,
         )
         response.headers["ETag"] = f'"{outcome.version}"'
+        if outcome.position is not None:
+            response.headers["Ledger-Position"] = str(outcome.position)
         return CommandResult(
             id=str(outcome.id),
             type=outcome.type,
@@ -189,6 +194,7 @@ def make_endpoint(route: CommandRoute) -> Any:
             severity=outcome.severity,
             key=outcome.secret,
             extra=outcome.extra,
+            position=outcome.position,
         )
 
     parameters = [

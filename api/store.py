@@ -18,7 +18,9 @@ IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
 
 class LedgerRecorder(PostgresApplicationRecorder):
     """The library's recorder, plus the request's idempotency key written in the same transaction,
-    so a retried append whose first commit landed answers as the first time, not with a 409."""
+    so a retried append whose first commit landed answers as the first time, not with a 409.
+    The stored answer carries the command's position (its last event's notification id), which
+    is known only after the insert: `currval` of the notification sequence in this session."""
 
     def _insert_events(
         self,
@@ -29,13 +31,49 @@ class LedgerRecorder(PostgresApplicationRecorder):
         **kwargs: Any,
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
+        if idempotency is not None and not stored_events:
+            self._insert_idempotency(curs, idempotency, with_position=False)
+
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        idempotency: tuple[str, str | None, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
         if idempotency is not None:
+            # Another cursor: the library fetches the inserted ids from `curs` afterwards.
+            with curs.connection.cursor() as other:
+                self._insert_idempotency(other, idempotency, with_position=True)
+
+    def _insert_idempotency(
+        self,
+        curs: Cursor[DictRow],
+        idempotency: tuple[str, str | None, str],
+        *,
+        with_position: bool,
+    ) -> None:
+        table = SQL("{}.{}").format(
+            Identifier(self.datastore.schema), Identifier(IDEMPOTENCY_TABLE)
+        )
+        if not with_position:
             curs.execute(
-                SQL("INSERT INTO {}.{} (key, request_hash, outcome) VALUES (%s, %s, %s)").format(
-                    Identifier(self.datastore.schema), Identifier(IDEMPOTENCY_TABLE)
+                SQL("INSERT INTO {} (key, request_hash, outcome) VALUES (%s, %s, %s)").format(
+                    table
                 ),
                 idempotency,
             )
+            return
+        curs.execute(
+            SQL(
+                "INSERT INTO {} (key, request_hash, outcome) VALUES (%s, %s, "
+                "jsonb_set(%s::jsonb, '{{position}}', to_jsonb(currval(pg_get_serial_sequence("
+                "%s, 'notification_id'))))::text)"
+            ).format(table),
+            (*idempotency, f"{self.datastore.schema}.{self.events_table_name}"),
+        )
 
     def find_idempotency(self, key: str) -> tuple[str, str] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -53,6 +53,9 @@ class Outcome(BaseModel):
     extra: dict[str, Any] = {}
     secret: str | None = Field(default=None, exclude=True)
     """Shown once (a new API key); never stored, so a replayed request does not show it."""
+    position: int | None = None
+    """The notification id of the command's last event: a read that must see this command
+    waits until a view has reached it. None for a replayed request (not known then)."""
 
 
 @runtime_checkable
@@ -160,7 +163,7 @@ class IncidentLedger(Application[UUID]):
             if idempotency_key is not None:
                 kwargs["idempotency"] = (idempotency_key, request_hash, outcome.model_dump_json())
             try:
-                self.save(*aggregates, **kwargs)
+                recordings = self.save(*aggregates, **kwargs)
             except RecordConflictError:
                 if idempotency_key is not None:
                     replay = self._idempotent_replay(idempotency_key, request_hash)
@@ -168,6 +171,8 @@ class IncidentLedger(Application[UUID]):
                         return replay
                 self._raise_if_addressed_moved(ctx)
                 continue  # only a bookkeeping record (a number counter) moved: decide again
+            if recordings:
+                return outcome.model_copy(update={"position": recordings[-1].notification.id})
             return outcome
         raise ConcurrencyConflict(
             "concurrency.busy", "Too many concurrent changes; try again.", current_version=None
