@@ -212,7 +212,7 @@ def test_rebuild_reproduces_views_when_activity_was_projected_live(
     assert incidents[activity.open_incident]["severity"] == "P3"
     assert all(live[table] for table in VIEW_TABLES), "every view table should hold rows"
 
-    total = service.projections.rebuild()
+    total = service.rebuild()
 
     assert total >= 2 * len(live["timeline_entry"])  # both views refolded every event
     assert differences(live, snapshot(database)) == {}
@@ -273,6 +273,6 @@ def live_after_rename(
 def test_rebuild_keeps_actor_names_when_actor_was_renamed_later(
     service: Service, database: Database, live_after_rename: Snapshot
 ) -> None:
-    service.projections.rebuild()
+    service.rebuild()
 
     assert differences(live_after_rename, snapshot(database)) == {}
