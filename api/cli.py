@@ -58,13 +58,18 @@ def _progress(view: str, n: int) -> None:
 
 def projections(args: argparse.Namespace) -> int:
     from api.service import Service
+    from projections.rebuild import RebuildFailed
 
     service = Service.start(_settings(args), projector=False)
     try:
         if args.action == "rebuild":
             started = time.perf_counter()
             print("rebuilding projections from the first event into new tables ...", flush=True)
-            total = service.rebuild(progress=_progress)
+            try:
+                total = service.rebuild(progress=_progress)
+            except RebuildFailed as failed:
+                print(f"rebuild stopped, the live views are unchanged: {failed}", flush=True)
+                return 1
             seconds = time.perf_counter() - started
             print(f"rebuilt: {total} event applications in {seconds:.1f}s; new tables swapped in")
         head, views = service.projections.status()

@@ -76,10 +76,13 @@ class Service:
         self.projector.start()
         return self.projector
 
-    def close(self) -> None:
+    def stop_projector(self) -> None:
         if self.projector is not None:
             self.projector.stop()
             self.projector = None
+
+    def close(self) -> None:
+        self.stop_projector()
         self.ledger.close()
         self.db.close()
 

@@ -352,9 +352,8 @@ class Projections:
 
     def next_retry_in(self) -> float | None:
         """Seconds until the next failed view is due again (None when none failed)."""
-        if not self._retry_at:
-            return None
-        return max(0.0, min(self._retry_at.values()) - time.monotonic())
+        due = list(self._retry_at.values())  # a copy: other threads may change the dict
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
     # --- reading ----------------------------------------------------------------------------
 

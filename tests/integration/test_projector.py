@@ -81,8 +81,7 @@ def poison(monkeypatch: pytest.MonkeyPatch, service: Service) -> Iterator[Poison
 def without_session_projector(service: Service) -> Iterator[None]:
     """Stop the session service's projector thread, to see what another one does alone."""
     assert service.projector is not None
-    service.projector.stop()
-    service.projector = None
+    service.stop_projector()
     try:
         yield
     finally:
