@@ -73,10 +73,11 @@ def _progress(view: str, n: int) -> None:
 def projections(args: argparse.Namespace) -> int:
     from api.database import require_schema, resolve_database
     from api.service import Service
+    from projections.rebuild import RebuildFailed
 
-    settings = _settings(args).model_copy(update={"inline_projections": False})
+    settings = _settings(args)
     if args.action == "rebuild":
-        service = Service.start(settings)
+        service = Service.start(settings, projector=False)
     else:  # status only reads: no migration, no DDL privileges, as the connecting user
         db = resolve_database(settings)
         try:
@@ -88,15 +89,28 @@ def projections(args: argparse.Namespace) -> int:
     try:
         if args.action == "rebuild":
             started = time.perf_counter()
-            print("rebuilding projections from the first event ...", flush=True)
-            total = service.projections.rebuild(progress=_progress)
+            print("rebuilding projections from the first event into new tables ...", flush=True)
+            try:
+                total = service.rebuild(progress=_progress)
+            except RebuildFailed as failed:
+                print(f"rebuild stopped, the live views are unchanged: {failed}", flush=True)
+                return 1
             seconds = time.perf_counter() - started
-            print(f"rebuilt: {total} event applications in {seconds:.1f}s", flush=True)
-        for lag in service.projections.lag():
+            print(f"rebuilt: {total} event applications in {seconds:.1f}s; new tables swapped in")
+        head, views = service.projections.status()
+        for view in views:
+            lag = "?" if view["lag_ms"] is None else f"{view['lag_ms']} ms"
             print(
-                f"{lag['view']}: at event {lag['position']} of {lag['head']} "
-                f"({lag['events_behind']} behind)"
+                f"{view['view']}: at event {view['position']} of {head} "
+                f"({view['events_behind']} behind), lag {lag}"
             )
+            if view["error"] is not None:
+                error = view["error"]
+                print(
+                    f"  FAILED at event {error['position']} ({error['topic']}, "
+                    f"{error['originator_id']} v{error['originator_version']}) "
+                    f"{error['failed_at']}, {error['attempts']} attempt(s): {error['reason']}"
+                )
     finally:
         service.close()
     return 0
@@ -104,23 +118,20 @@ def projections(args: argparse.Namespace) -> int:
 
 def projector(args: argparse.Namespace) -> int:
     from api.service import Service
+    from projections.projector import Projector
 
-    settings = _settings(args).model_copy(update={"inline_projections": False})
-    service = Service.start(settings)
-    stopping = False
+    settings = _settings(args)
+    service = Service.start(settings, projector=False)
+    worker = Projector(service.projections, poll=args.poll or settings.projector_poll_seconds)
 
     def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        worker.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log = logging.getLogger("incident_ledger.projector")
-    log.info("projector running; Ctrl-C to stop")
+    logging.getLogger("incident_ledger.projector").info("projector running; Ctrl-C to stop")
     try:
-        for processed in service.projections.follow(lambda: stopping, idle_wait=args.poll):
-            if processed:
-                log.info("projected %d events", processed)
+        worker.run()
     finally:
         service.close()
     return 0
@@ -149,10 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "action",
         choices=["rebuild", "status"],
-        help="rebuild: drop and refold; status: show each view's position and lag",
+        help="rebuild: refold into new tables and swap them in; status: each view's position, "
+        "lag and failure",
     )
-    p = add("projector", projector, "Run the projections as a worker (for docker compose).")
-    p.add_argument("--poll", type=float, default=0.5, help="seconds to wait when idle")
+    p = add(
+        "projector",
+        projector,
+        "Keep the views caught up as a separate process (docker compose; then run the API with "
+        "INCIDENT_LEDGER_PROJECTOR=off).",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        help="also look for new events this often, in seconds (default: "
+        "INCIDENT_LEDGER_PROJECTOR_POLL_SECONDS, 1); appends wake it at once",
+    )
     return parser
 
 

@@ -22,6 +22,7 @@ from domain.errors import (
     RuleViolation,
     Unauthenticated,
 )
+from projections.waiting import ViewUnavailable
 
 log = logging.getLogger("incident_ledger.api")
 
@@ -31,6 +32,7 @@ class PreconditionFailed(LedgerError):
 
 
 STATUS: dict[type[LedgerError], int] = {
+    ViewUnavailable: 503,
     TooManyFailures: 429,
     PreconditionFailed: 412,
     Unauthenticated: 401,

@@ -1,4 +1,7 @@
-"""Read routes: health, severity assessment, incidents (current state and list), timeline."""
+"""Read routes: health, severity assessment, incidents (current state and list), timeline.
+Reads served from a view wait until it has projected the position the caller needs
+(`Ledger-Min-Position`, `min_position`, or by default the caller's own last write here) and
+answer the view's position in `Ledger-View-Position`."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
@@ -20,6 +23,30 @@ from domain.severity import SeverityAssessment, SeverityDecision, assess_severit
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
 
 router = APIRouter()
+VIEW_POSITION = "Ledger-View-Position"
+
+
+def wanted_position(
+    service: ServiceDep,
+    user: CurrentUser,
+    header: Annotated[
+        int | None,
+        Header(
+            alias="Ledger-Min-Position",
+            ge=0,
+            description="Serve only once the view includes this ledger position (a command's "
+            "`position`). Default: your own last write through this process.",
+        ),
+    ] = None,
+    min_position: Annotated[
+        int | None, Query(ge=0, description="Same as the Ledger-Min-Position header.")
+    ] = None,
+) -> int | None:
+    given = [p for p in (header, min_position) if p is not None]
+    return max(given) if given else service.last_positions.get(user.id)
+
+
+MinPosition = Annotated[int | None, Depends(wanted_position)]
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: ERROR_RESPONSES[status] for status in (401, 403, 404, 422)
@@ -55,6 +82,8 @@ def incident_state(incident: Incident) -> dict[str, Any]:
 
 @router.get("/health", tags=["service"], summary="Liveness, and how far each projection lags")
 def health(service: ServiceDep) -> dict[str, Any]:
+    """`status` ok or degraded (a view failed), the event `head`, and per view its position,
+    events_behind, lag_ms and error (null, or the event it stopped before and why)."""
     return service.health()
 
 
@@ -105,6 +134,8 @@ def get_incident(
 def get_incidents(
     service: ServiceDep,
     scope: Scope,
+    response: Response,
+    wanted: MinPosition,
     number: str | None = None,
     category: str | None = None,
     severity: str | None = None,
@@ -147,19 +178,21 @@ def get_incidents(
         if column in RANGES
     }
     try:
-        rows, next_cursor = list_incidents(
-            service.ledger.recorder.datastore,  # type: ignore[attr-defined]
-            exact=exact,
-            ranges=ranges,
-            text=q,
-            sort=sort,
-            descending=order == "desc",
-            limit=limit,
-            cursor=cursor,
-            client_id=scope.client_id,
-        )
+        with service.read_view("current_state", wanted) as (curs, position):
+            rows, next_cursor = list_incidents(
+                curs,
+                exact=exact,
+                ranges=ranges,
+                text=q,
+                sort=sort,
+                descending=order == "desc",
+                limit=limit,
+                cursor=cursor,
+                client_id=scope.client_id,
+            )
     except BadQuery as exc:
         raise InvalidInput("query.invalid", str(exc)) from None
+    response.headers[VIEW_POSITION] = str(position)
     return {"items": rows, "next_cursor": next_cursor}
 
 
@@ -181,10 +214,14 @@ def get_timeline(
     incident: str,
     service: ServiceDep,
     scope: Scope,
+    response: Response,
+    wanted: MinPosition,
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
     found = scope.incident(incident)
-    entries = incident_timeline(service.ledger.recorder.datastore, found.id)  # type: ignore[attr-defined]
+    with service.read_view("timeline", wanted) as (curs, position):
+        entries = incident_timeline(curs, found.id)
+    response.headers[VIEW_POSITION] = str(position)
     if format == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=TIMELINE_CSV_FIELDS)
@@ -194,6 +231,9 @@ def get_timeline(
         return PlainTextResponse(
             out.getvalue(),
             media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{found.number}-timeline.csv"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{found.number}-timeline.csv"',
+                VIEW_POSITION: str(position),
+            },
         )
     return {"incident": found.number, "incident_id": str(found.id), "entries": entries}

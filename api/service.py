@@ -1,12 +1,20 @@
-"""The running service: database, ledger, projections and the first administrator, wired once."""
+"""The running service: database, ledger, projections (and their projector thread) and the first
+administrator, wired once."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
+
+import psycopg
+from psycopg import Cursor
+from psycopg.rows import DictRow, dict_row
 
 from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line, probe
 from api.database import Database, migrate, resolve_database
@@ -18,11 +26,32 @@ from domain.errors import LedgerError
 from domain.ledger import IncidentLedger
 from domain.user import EmailIndex
 from projections.postgres import Projections
+from projections.projector import Projector
 
 log = logging.getLogger("incident_ledger.service")
 ADMIN_EMAIL = "admin@incident-ledger.local"
 HEALTH_DEADLINE = 0.8
 """Seconds /health waits for PostgreSQL before saying it is unavailable."""
+
+
+class LastPositions:
+    """Each user's last write position in this process, so that by default a user reads their
+    own writes. Bounded; with several workers, clients send `Ledger-Min-Position` instead."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._positions: OrderedDict[UUID, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, user: UUID, position: int) -> None:
+        with self._lock:
+            self._positions[user] = max(position, self._positions.pop(user, 0))
+            while len(self._positions) > self._size:
+                self._positions.popitem(last=False)
+
+    def get(self, user: UUID) -> int | None:
+        with self._lock:
+            return self._positions.get(user)
 
 
 @dataclass
@@ -31,11 +60,14 @@ class Service:
     db: Database
     ledger: IncidentLedger
     projections: Projections
-    _project_lock: threading.Lock = field(default_factory=threading.Lock)
+    projector: Projector | None = None
+    last_positions: LastPositions = field(default_factory=LastPositions)
 
     @classmethod
-    def start(cls, settings: Settings) -> Service:
-        """Connect (failing within seconds with the server's reason), migrate, catch up."""
+    def start(cls, settings: Settings, *, projector: bool | None = None) -> Service:
+        """Connect (failing within seconds with the server's reason), migrate and open the
+        ledger; with `projector` (default: settings.projector == "thread") the views are caught
+        up by a background thread. Never waits for the views."""
         if settings.admin_key is not None:  # settings check it; a model_copy would not
             check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
@@ -45,11 +77,8 @@ class Service:
         except BaseException:
             db.close()
             raise
-        try:
-            service.project()
-        except BaseException:
-            service.close()
-            raise
+        if settings.projector == "thread" if projector is None else projector:
+            service.start_projector()
         return service
 
     @classmethod
@@ -57,9 +86,21 @@ class Service:
         """The service on an already migrated database, without any DDL (read-only commands
         pass `role=None` to read as the connecting user)."""
         ledger = IncidentLedger(env=db.ledger_env(role, settings.pool_size))
-        return cls(settings, db, ledger, Projections(ledger))
+        projections = Projections(ledger, retry_seconds=settings.projector_retry_seconds)
+        return cls(settings, db, ledger, projections)
+
+    def start_projector(self) -> Projector:
+        self.projector = Projector(self.projections, poll=self.settings.projector_poll_seconds)
+        self.projector.start()
+        return self.projector
+
+    def stop_projector(self) -> None:
+        if self.projector is not None:
+            self.projector.stop()
+            self.projector = None
 
     def close(self) -> None:
+        self.stop_projector()
         self.ledger.close()
         self.db.close()
 
@@ -74,14 +115,31 @@ class Service:
         outcome = self.ledger.handle(
             command, actor, idempotency_key=idempotency_key, request_hash=request_hash
         )
-        if self.settings.inline_projections:
-            self.project()
+        if actor is not None and outcome.position is not None:
+            self.last_positions.remember(actor, outcome.position)
         return outcome
 
     def project(self) -> int:
-        """Bring the views up to date (read-your-writes in the single-process mode)."""
-        with self._project_lock:
-            return self.projections.catch_up()
+        """Catch every view up now, in this thread (tests and tools; the projector does this
+        in the background)."""
+        return self.projections.catch_up(retry_failed=True)
+
+    @contextmanager
+    def read_view(self, view: str, wanted: int | None) -> Iterator[tuple[Cursor[DictRow], int]]:
+        """A cursor on `view` once it has projected position `wanted` (bounded wait; 503
+        `view.behind` or `view.failed` otherwise), and the view position it is served at."""
+        if wanted:
+            self.projections.wait_for(view, wanted, self.settings.read_wait_seconds)
+        with self.projections.reading(view) as (curs, position):
+            yield curs, position
+
+    def rebuild(self, progress: Callable[[str, int], None] | None = None) -> int:
+        """Rebuild the views into shadow tables and swap them in, as the tables' owner."""
+
+        def connect() -> psycopg.Connection[DictRow]:
+            return psycopg.Connection.connect(**self.db.conninfo(), row_factory=dict_row)
+
+        return self.projections.rebuild(connect, progress)
 
     def bootstrap_admin(self) -> tuple[UUID, str | None]:
         """Create the first administrator and its key once, in one append; returns the admin's
@@ -108,16 +166,28 @@ class Service:
         return True
 
     def health(self) -> dict[str, Any]:
-        """Whether PostgreSQL answers (a direct check bounded to HEALTH_DEADLINE, not a pool wait)
-        and how far each projection lags; DatabaseUnavailable (503) when it does not answer."""
-        down = {"status": "unavailable", "database": "unavailable", "projections": None}
+        """Whether PostgreSQL answers (a direct check bounded to HEALTH_DEADLINE, not a pool wait),
+        the event head, and how far each view lags: `status` ok, or degraded when a view has
+        failed; DatabaseUnavailable (503) when PostgreSQL does not answer."""
+        down = {
+            "status": "unavailable",
+            "database": "unavailable",
+            "head": None,
+            "projections": None,
+        }
         reason = probe(self.db.conninfo(), HEALTH_DEADLINE)
         if reason is not None:
             raise DatabaseUnavailable(reason, down)
         try:
-            lag = self.projections.lag()
+            head, views = self.projections.status()
         except DatabaseUnavailable as exc:
             raise DatabaseUnavailable(exc.reason, down) from exc
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(one_line(exc), down) from exc
-        return {"status": "ok", "database": "ok", "projections": lag}
+        failed = any(view["error"] is not None for view in views)
+        return {
+            "status": "degraded" if failed else "ok",
+            "database": "ok",
+            "head": head,
+            "projections": views,
+        }

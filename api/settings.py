@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,10 +35,22 @@ class Settings(BaseSettings):
         default="incident_ledger_app",
         description="Database role the service writes with; it cannot update or delete events.",
     )
-    inline_projections: bool = Field(
-        default=True,
-        description="Project each command's events before answering (read-your-writes). "
-        "Turn off when a separate `incident-ledger projector` runs.",
+    projector: Literal["thread", "off"] = Field(
+        default="thread",
+        description="thread: `serve` keeps the views caught up in a background thread; off: a "
+        "separate `incident-ledger projector` process does (docker compose).",
+    )
+    projector_poll_seconds: float = Field(
+        default=1.0, gt=0, description="The projector also looks for new events this often."
+    )
+    projector_retry_seconds: float = Field(
+        default=30.0, gt=0, description="A view that failed on an event is retried this often."
+    )
+    read_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a view read waits for its view to reach the wanted position "
+        "before answering 503 view.behind.",
     )
     pool_size: int = 8
     max_body_bytes: int = Field(

@@ -4,8 +4,9 @@ Measures, in one run and on one database:
 
   (a) the raw baseline: single-row INSERT + COMMIT of event-sized rows with psycopg;
   (b) command throughput in-process through `IncidentLedger.handle` (service role), and the same
-      commands through `Service.execute` with inline projections, to separate the two costs;
-  (c) the same commands over HTTP (uvicorn, inline projections on) with concurrent clients;
+      commands through `Service.execute` while its projector thread keeps the views current;
+  (c) the same commands over HTTP (uvicorn, projector thread on) with concurrent clients, and
+      the views' lag meanwhile;
   (d) `Projections.rebuild()` over at least --rebuild-events stored events;
 
 then prints a table with each figure, its ratio to (a) and the issue's targets.
@@ -36,6 +37,7 @@ from urllib.parse import quote
 from uuid import UUID, uuid4
 
 import psycopg
+from psycopg.rows import DictRow, dict_row
 
 from api.database import EVENTS_TABLE, Database, migrate, start_embedded
 from api.service import Service
@@ -70,6 +72,7 @@ INCIDENTS_PER_SAVE = 100
 IN_PROCESS_MIN_RATIO = 0.5
 HTTP_P99_MAX_MS = 25.0
 REBUILD_MIN_EVENTS_PER_S = 20_000.0
+LAG_P99_MAX_MS = 200.0
 
 FULL = {
     "baseline_inserts": 10_000,
@@ -230,7 +233,7 @@ class Bench:
         self.args = args
         self.data_dir = data_dir
         self.settings = Settings(data_dir=data_dir)
-        self.inline_http = not args.no_inline_projections
+        self.projector_http = args.projector
         self.figures: list[Figure] = []
         self.baseline_rate = 0.0
         self.baseline_p50_ms = 0.0
@@ -384,14 +387,16 @@ class Bench:
     # --- (b) in-process -------------------------------------------------------------------------
 
     def in_process(self, total: int, *, inline_projections: bool) -> None:
+        """`inline_projections`: through Service.execute with its projector thread running."""
         assert self.ledger is not None
         assert self.service is not None
         n = max(1, total // 3)
-        how = "Service.execute + inline projections" if inline_projections else "ledger.handle"
+        how = "Service.execute + projector thread" if inline_projections else "ledger.handle"
         key = "b+proj" if inline_projections else "b"
         section(f"({key}) in-process, 1 thread, {how}: {n:,} of each command")
         if inline_projections:
             self.service.project()  # start level: nothing left over from earlier phases
+            self.service.start_projector()
 
             def run(command: Command) -> Outcome:
                 return self.service.execute(command, self.manager_id)  # type: ignore[union-attr]
@@ -433,8 +438,9 @@ class Bench:
                 self.figures.append(Figure(f"b.{short}", f"in-process {label}", n / seconds, "/s"))
         rate = 3 * n / total_seconds
         if inline_projections:
+            self.service.stop_projector()
             self.figures.append(
-                Figure("b+proj", "in-process + inline projections, combined", rate, "/s")
+                Figure("b+proj", "in-process + projector thread, combined", rate, "/s")
             )
         else:
             self.figures.append(
@@ -464,8 +470,10 @@ class Bench:
             from api.app import create_app
 
             self.service.project()
-            settings = self.settings.model_copy(update={"inline_projections": self.inline_http})
+            settings = self.settings.model_copy(update={"projector": self.projector_http})
             service = Service(settings, self.db, self.service.ledger, self.service.projections)
+            if self.projector_http == "thread":
+                service.start_projector()
             config = uvicorn.Config(
                 create_app(settings, service=service),
                 host="127.0.0.1",
@@ -486,6 +494,7 @@ class Bench:
             finally:
                 server.should_exit = True
                 thread.join(timeout=15)
+                service.stop_projector()
             return
 
         # A subprocess: the server has its own interpreter (and GIL), as `incident-ledger serve`.
@@ -494,7 +503,7 @@ class Bench:
         env |= {
             "DATABASE_URL": database_url(self.db),
             "INCIDENT_LEDGER_APP_ROLE": self.settings.app_role,
-            "INCIDENT_LEDGER_INLINE_PROJECTIONS": str(self.inline_http).lower(),
+            "INCIDENT_LEDGER_PROJECTOR": self.projector_http,
             "INCIDENT_LEDGER_DATA_DIR": str(self.data_dir),
         }
         log_path = self.data_dir / "uvicorn.log"
@@ -538,7 +547,7 @@ class Bench:
         cycles = max(1, total // (3 * clients))
         section(
             f"(c) HTTP, {clients} concurrent clients, "
-            f"inline projections {'on' if self.inline_http else 'OFF'}, "
+            f"projector {self.projector_http}, "
             f"server as a {self.args.http_mode}: {cycles:,} x (open, ack, status) per client"
         )
         kinds = ("open", "ack", "status")
@@ -586,6 +595,16 @@ class Bench:
                 for _ in range(cycles):
                     cycle(http, body, record=True)
 
+        lags: list[float] = []
+
+        def sample_lag(base: str, threads: list[threading.Thread]) -> None:
+            """The views' lag (the worst view's) from /health, every 50 ms, while clients run."""
+            with httpx.Client(base_url=base, timeout=10) as http:
+                while any(t.is_alive() for t in threads):
+                    views = http.get("/health").json()["projections"]
+                    lags.append(max(float(v["lag_ms"] or 0) for v in views))
+                    time.sleep(0.05)
+
         with self.http_server() as base:
             print(f"    server ready at {base}", flush=True)
             threads = [
@@ -596,12 +615,15 @@ class Bench:
                 t.start()
             barrier.wait()
             started = time.perf_counter()
+            sampler = threading.Thread(target=sample_lag, args=(base, threads), daemon=True)
+            sampler.start()
             progress = Progress("HTTP commands", cycles * 3 * clients)
             while any(t.is_alive() for t in threads):
                 time.sleep(0.1)
                 progress(done[0])
             seconds = time.perf_counter() - started
             progress(done[0], final=True)
+            sampler.join()
 
         if errors:
             print(f"    {len(errors)} requests failed; first: {errors[:3]}", flush=True)
@@ -616,8 +638,25 @@ class Bench:
             )
         p50 = percentile(every, 50) * 1000
         p99 = percentile(every, 99) * 1000
-        if not self.inline_http:
-            print("    (inline projections off: the views were not updated)", flush=True)
+        if self.projector_http == "off":
+            print("    (projector off: the views were not updated)", flush=True)
+        elif lags:
+            print(
+                f"    views' lag (from /health, {len(lags)} samples): p50 "
+                f"{percentile(lags, 50):.0f} ms, p99 {percentile(lags, 99):.0f} ms, "
+                f"max {max(lags):.0f} ms",
+                flush=True,
+            )
+            self.figures.append(
+                Figure(
+                    "c.lag.p99",
+                    "views' lag under (c), p99",
+                    percentile(lags, 99),
+                    "ms",
+                    target=f"<= {LAG_P99_MAX_MS:.0f} ms",
+                    met=percentile(lags, 99) <= LAG_P99_MAX_MS,
+                )
+            )
         self.figures += [
             Figure("c", f"HTTP commands/s, {clients} clients", rate, "/s"),
             Figure("c.p50", "HTTP latency p50, all commands", p50, "ms",
@@ -712,29 +751,19 @@ class Bench:
         )
         print(f"    Projections.rebuild() over {events:,} events (2 views) ...", flush=True)
         projections = Projections(self.ledger)
-        finished: dict[str, float] = {}
-        progress: dict[str, Progress] = {}
+        folded = Progress("events folded into both views", events)
+        db = self.db
 
         def report(view: str, n: int) -> None:
-            if view not in progress:  # the views are folded one after the other
-                progress[view] = Progress(f"{view} folded", events)
-                progress[view].started = max(finished.values(), default=started)
-            finished[view] = time.perf_counter()
-            progress[view](n)
+            if view == projections.views[-1].name:  # the views fold each page together
+                folded(n)
+
+        def connect() -> psycopg.Connection[DictRow]:
+            return psycopg.Connection.connect(**db.conninfo(), row_factory=dict_row)
 
         started = time.perf_counter()
-        applied = projections.rebuild(progress=report)
+        applied = projections.rebuild(connect, progress=report)
         seconds = time.perf_counter() - started
-        previous = started
-        for view in projections.views:
-            if view.name in finished:
-                took = finished[view.name] - previous
-                previous = finished[view.name]
-                self.info[f"rebuild_seconds_{view.name}"] = round(took, 2)
-                print(
-                    f"    {view.name}: {events:,} events in {took:.1f}s ({events / took:,.0f}/s)",
-                    flush=True,
-                )
         behind = sum(lag["events_behind"] for lag in projections.lag())
         print(
             f"    rebuilt in {seconds:.1f}s: {applied:,} event applications; "
@@ -815,15 +844,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "`incident-ledger serve`) or in a thread of this process",
     )
     parser.add_argument(
-        "--no-inline-projections",
-        action="store_true",
-        help="(c) with the server's inline projections off, as when a separate "
-        "`incident-ledger projector` runs (the default is on: the single-process mode)",
+        "--projector",
+        choices=["thread", "off"],
+        default="thread",
+        help="(c) the server's INCIDENT_LEDGER_PROJECTOR: thread (default, the single-process "
+        "mode) or off, as when a separate `incident-ledger projector` runs",
     )
     parser.add_argument(
         "--no-inline-breakdown",
         action="store_true",
-        help="skip (b+proj): the in-process commands again with inline projections",
+        help="skip (b+proj): the in-process commands again with the projector thread running",
     )
     parser.add_argument(
         "--data-dir",

@@ -1,14 +1,20 @@
-"""PostgreSQL views with tracking: each page of events is folded and written together with the
-tracking position in one transaction, so a crash never double-counts or skips an event."""
+"""PostgreSQL views with tracking: each page of events is read and decoded once, then folded and
+written into each view together with that view's tracking position in one transaction, so a crash
+never double-counts or skips an event. A view that fails on an event stops just before it (the
+others go on) and is retried later; `Projector` (projections/projector.py) runs this in the
+background, `projections/rebuild.py` rebuilds views into shadow tables and swaps them in."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper, Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -18,6 +24,8 @@ from psycopg.sql import SQL, Composed, Identifier, Placeholder
 from psycopg.types.json import Jsonb
 
 from domain.base import DomainEvent
+from projections import failures
+from projections.failures import TRANSIENT, Failure
 from projections.folds import (
     Append,
     Increment,
@@ -28,6 +36,7 @@ from projections.folds import (
     timeline_rows,
     user_rows,
 )
+from projections.waiting import Positions
 
 log = logging.getLogger("incident_ledger.projections")
 PAGE = 500
@@ -71,19 +80,19 @@ def _adapt(value: Any) -> Any:
     return Jsonb(value) if isinstance(value, dict | list) else value
 
 
-def _value_sql(value: Any) -> Composed:
+def _value_sql(value: Any, suffix: str) -> Composed:
     if isinstance(value, Lookup):
         return SQL("(SELECT {} FROM {} WHERE id = {})").format(
             SQL(value.expression),
-            Identifier(value.table),
+            Identifier(value.table + suffix),
             Placeholder(),
         )
     return Composed([Placeholder()])
 
 
-def render(row: Row) -> tuple[Composed, list[Any]]:
-    """SQL for one row change."""
-    table = Identifier(row.table)
+def render(row: Row, suffix: str = "") -> tuple[Composed, list[Any]]:
+    """SQL for one row change (into the shadow tables of a rebuild when `suffix` is given)."""
+    table = Identifier(row.table + suffix)
     where = SQL(" AND ").join(SQL("{} = {}").format(Identifier(k), Placeholder()) for k in row.key)
     if row.op == "delete":
         return SQL("DELETE FROM {} WHERE {}").format(table, where), list(row.key.values())
@@ -92,7 +101,7 @@ def render(row: Row) -> tuple[Composed, list[Any]]:
         statement = SQL("INSERT INTO {} ({}) VALUES ({})").format(
             table,
             SQL(", ").join(Identifier(c) for c in cols),
-            SQL(", ").join(_value_sql(v) for v in cols.values()),
+            SQL(", ").join(_value_sql(v, suffix) for v in cols.values()),
         )
         params = [v.key if isinstance(v, Lookup) else _adapt(v) for v in cols.values()]
         if row.op == "upsert":
@@ -120,12 +129,36 @@ def render(row: Row) -> tuple[Composed, list[Any]]:
     return statement, params + list(row.key.values())
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One notification of a page, decoded once for every view."""
+
+    notification: Notification
+    event: DomainEvent | None
+    """None for a stored event that is not one of ours (nothing to fold)."""
+    error: Exception | None = None
+    """Why it could not be decoded: every view stops at this event."""
+
+
+def decode(notifications: Sequence[Notification], mapper: Mapper[Any]) -> list[Decoded]:
+    page = []
+    for notification in notifications:
+        try:
+            event = mapper.to_domain_event(notification)
+        except Exception as exc:  # an unknown topic or bad state fails the views, not the reader
+            page.append(Decoded(notification, None, exc))
+            continue
+        page.append(Decoded(notification, event if isinstance(event, DomainEvent) else None))
+    return page
+
+
 class LedgerView(PostgresTrackingRecorder):
     """A read model: its tables, its fold, and its own tracking table."""
 
     name: ClassVar[str]
     ddl: ClassVar[list[str]]
     tables: ClassVar[tuple[str, ...]]
+    """In the order readers lock them (a rebuild's swap takes its locks in this order)."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
@@ -134,69 +167,22 @@ class LedgerView(PostgresTrackingRecorder):
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         raise NotImplementedError
 
-    def process(self, app: Application[Any], limit: int = PAGE) -> int:
-        """Fold the next page of events in one transaction; returns how many were processed."""
-        with self.datastore.transaction(commit=True) as curs:
-            # One writer per view at a time (API and projector may both catch up).
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.name,))
-            position = self._max_tracking_id(app.name, curs) or 0
-            notifications = app.recorder.select_notifications(
-                start=position, limit=limit, inclusive_of_start=False
-            )
-            if not notifications:
-                return 0
-            self.apply(curs, notifications, app.mapper)
-            self._insert_tracking(curs, Tracking(app.name, notifications[-1].id))
-        return len(notifications)
+    def lock(self, curs: Cursor[DictRow]) -> None:
+        """One writer per view at a time (projector threads, projector processes, a rebuild)."""
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.name,))
 
-    def apply(
-        self, curs: Cursor[DictRow], notifications: Sequence[Notification], mapper: Mapper[Any]
-    ) -> None:
+    def write(self, curs: Cursor[DictRow], page: Sequence[Decoded], suffix: str = "") -> None:
+        """Fold the page and write its rows; raises on the first event it cannot handle."""
         rows: list[Row] = []
-        for notification in notifications:
-            event = mapper.to_domain_event(notification)
-            if isinstance(event, DomainEvent):
-                rows.extend(self.fold(event, notification.id))
+        for item in page:
+            if item.error is not None:
+                raise item.error
+            if item.event is not None:
+                rows.extend(self.fold(item.event, item.notification.id))
         with curs.connection.pipeline():
             for row in rows:
-                statement, params = render(row)
+                statement, params = render(row, suffix)
                 curs.execute(statement, params)
-
-    def catch_up(self, app: Application[Any], progress: Callable[[int], None] | None = None) -> int:
-        total = 0
-        while processed := self.process(app):
-            total += processed
-            if progress is not None:
-                progress(total)
-        return total
-
-    def clear(self) -> None:
-        """Empty the view and forget its position, so the next catch-up rebuilds it from zero."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.name,))
-            curs.execute(
-                SQL("TRUNCATE {}").format(SQL(", ").join(Identifier(t) for t in self.tables))
-            )
-            curs.execute(
-                SQL("DELETE FROM {} WHERE application_name <> %s").format(
-                    Identifier(self.tracking_table_name)
-                ),
-                (self.table_migration_identifier,),
-            )
-
-    def lag(self, app: Application[Any]) -> dict[str, Any]:
-        head = app.recorder.max_notification_id() or 0
-        position = self.max_tracking_id(app.name) or 0
-        with self.datastore.transaction() as curs:
-            curs.execute(
-                SQL("SELECT count(*) AS n FROM {} WHERE notification_id > %s").format(
-                    Identifier(app.recorder.events_table_name)  # type: ignore[attr-defined]
-                ),
-                (position,),
-            )
-            row = curs.fetchone()
-        behind = row["n"] if row else 0
-        return {"view": self.name, "position": position, "head": head, "events_behind": behind}
 
 
 class CurrentStateView(LedgerView):
@@ -218,40 +204,266 @@ class TimelineView(LedgerView):
 
 
 VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView)
-VIEW_TABLES: tuple[str, ...] = tuple(t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking"))
+VIEW_TABLES: tuple[str, ...] = (
+    *(t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking")),
+    failures.ERROR_TABLE,
+)
+"""Every table the service role reads and writes (api/database.py: migrate grants on them)."""
+CREATE_LOCK = 74202  # serialises `CREATE TABLE IF NOT EXISTS` of concurrent migrations
 
 
 class Projections:
-    """All views over one ledger: catch up together, rebuild, report lag."""
+    """All views over one ledger: catch up (page by page, a failing view isolated), status and
+    lag, read-your-writes waits, and rebuild."""
 
-    def __init__(self, app: Application[Any]) -> None:
+    def __init__(self, app: Application[Any], retry_seconds: float = 30.0) -> None:
         self.app = app
-        datastore = app.recorder.datastore  # type: ignore[attr-defined]
-        self.views = [cls(datastore) for cls in VIEWS]
+        self.datastore: PostgresDatastore = app.recorder.datastore  # type: ignore[attr-defined]
+        self.events_table: str = app.recorder.events_table_name  # type: ignore[attr-defined]
+        self.views = [cls(self.datastore) for cls in VIEWS]
+        self.positions = Positions()
+        self.retry_seconds = retry_seconds
+        self._retry_at: dict[str, float] = {}
+        """Failed views, and when (time.monotonic) to try them again."""
+        self._positions_sql = SQL("SELECT {}").format(
+            SQL(", ").join(
+                SQL(
+                    "(SELECT notification_id FROM {} WHERE application_name = %(app)s) AS {}"
+                ).format(Identifier(view.tracking_table_name), Identifier(view.name))
+                for view in self.views
+            )
+        )
+
+    def view(self, name: str) -> LedgerView:
+        for view in self.views:
+            if view.name == name:
+                return view
+        raise KeyError(name)
 
     def create_tables(self) -> None:
-        for view in self.views:
-            view.create_table()
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_LOCK,))
+            try:
+                for view in self.views:
+                    view.create_table()
+                conn.execute(failures.ERROR_DDL)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (CREATE_LOCK,))
 
-    def catch_up(self, progress: Callable[[str, int], None] | None = None) -> int:
-        total = 0
-        for view in self.views:
-            report = None if progress is None else functools.partial(progress, view.name)
-            total += view.catch_up(self.app, report)
-        return total
+    # --- catching up ------------------------------------------------------------------------
 
-    def rebuild(self, progress: Callable[[str, int], None] | None = None) -> int:
+    def read_positions(self, curs: Cursor[DictRow]) -> dict[str, int]:
+        curs.execute(self._positions_sql, {"app": self.app.name})
+        row = curs.fetchone() or {}
+        return {view.name: row.get(view.name) or 0 for view in self.views}
+
+    def catch_up(
+        self,
+        progress: Callable[[str, int], None] | None = None,
+        *,
+        retry_failed: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Bring every view that is not waiting to retry up to the head; returns the number of
+        event applications. Failed views are tried again when due (or now, if `retry_failed`)."""
+        done: dict[str, int] = {}
+        while not (stop is not None and stop()):
+            processed = self.step(retry_failed=retry_failed)
+            retry_failed = False
+            if not processed:
+                break
+            for name, n in processed.items():
+                done[name] = done.get(name, 0) + n
+                if progress is not None:
+                    progress(name, done[name])
+        return sum(done.values())
+
+    def step(self, *, retry_failed: bool = False) -> dict[str, int]:
+        """One page of events, read and decoded once, written into each due view."""
+        now = time.monotonic()
+        due = [v for v in self.views if retry_failed or self._retry_at.get(v.name, 0.0) <= now]
+        if not due:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            positions = self.read_positions(curs)
+        for view in due:
+            self.positions.publish(view.name, positions[view.name])
+        notifications = self.app.recorder.select_notifications(
+            start=min(positions[v.name] for v in due), limit=PAGE, inclusive_of_start=False
+        )
+        page = decode(notifications, self.app.mapper)
+        processed: dict[str, int] = {}
+        for view in due:
+            mine = [item for item in page if item.notification.id > positions[view.name]]
+            if mine:
+                self._write_isolating(view, mine)
+                processed[view.name] = len(mine)
+        return processed
+
+    def _write_isolating(self, view: LedgerView, page: Sequence[Decoded]) -> bool:
+        """Write the page; if it fails, write its halves, down to the one event that fails:
+        the good events before it are committed, the view stops just before it."""
+        try:
+            self._write(view, page)
+            return True
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            if len(page) == 1:
+                self._fail(view, page[0].notification, exc)
+                return False
+        half = len(page) // 2
+        return self._write_isolating(view, page[:half]) and self._write_isolating(view, page[half:])
+
+    def _write(self, view: LedgerView, page: Sequence[Decoded]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            view.lock(curs)
+            position = view._max_tracking_id(self.app.name, curs) or 0
+            page = [item for item in page if item.notification.id > position]  # others moved it
+            if page:
+                position = page[-1].notification.id
+                view.write(curs, page)
+                view._insert_tracking(curs, Tracking(self.app.name, position))
+                curs.execute(failures.clear_statement(), (view.name, position))
+        if page:
+            self._retry_at.pop(view.name, None)
+        self.positions.publish(view.name, position)
+
+    def _fail(self, view: LedgerView, notification: Notification, exc: Exception) -> None:
+        failure = Failure.of(view.name, notification, exc)
+        with self.datastore.transaction(commit=True) as curs:
+            failure = failures.record(curs, failure)
+        self._retry_at[view.name] = time.monotonic() + self.retry_seconds
+        log.error(
+            "view %s stopped before event %d (%s, %s v%d): %s; retrying in %gs",
+            view.name,
+            failure.position,
+            failure.topic,
+            failure.originator_id,
+            failure.originator_version,
+            failure.reason,
+            self.retry_seconds,
+        )
+        self.positions.wake()
+
+    def forget_failure(self, view_name: str) -> None:
+        """The view got past its failure elsewhere (a rebuild): try it again at once."""
+        self._retry_at.pop(view_name, None)
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the next failed view is due again (None when none failed)."""
+        due = list(self._retry_at.values())  # a copy: other threads may change the dict
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _position_and_failure(self, view: LedgerView) -> tuple[int, Failure | None]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT p.view_position, e.* FROM (SELECT (SELECT notification_id FROM {} "
+                    "WHERE application_name = %s) AS view_position) p "
+                    "LEFT JOIN {} e ON e.view = %s"
+                ).format(Identifier(view.tracking_table_name), Identifier(failures.ERROR_TABLE)),
+                (self.app.name, view.name),
+            )
+            row = curs.fetchone() or {}
+        position = row.pop("view_position", None) or 0
+        failure = Failure(**row) if row.get("view") is not None else None
+        return position, failure
+
+    def wait_for(self, view_name: str, wanted: int, timeout: float) -> int:
+        """Wait until the view has projected position `wanted` (see waiting.Positions.wait)."""
+        view = self.view(view_name)
+        return self.positions.wait(
+            view.name, wanted, timeout, lambda: self._position_and_failure(view)
+        )
+
+    @contextmanager
+    def reading(self, view_name: str) -> Iterator[tuple[Cursor[DictRow], int]]:
+        """A cursor to query the view, and the view's position read just before: the rows read
+        afterwards include at least everything up to it. Autocommit, so each statement takes
+        its locks and its snapshot anew: a rebuild's swap is seen whole or not at all."""
+        view = self.view(view_name)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT notification_id FROM {} WHERE application_name = %s").format(
+                    Identifier(view.tracking_table_name)
+                ),
+                (self.app.name,),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            yield curs, (row["notification_id"] if row else 0) or 0
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> tuple[int, list[dict[str, Any]]]:
+        """The event head, and for each view: position, events behind, lag and failure."""
+        events = Identifier(self.events_table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            positions = self.read_positions(curs)
+            curs.execute(
+                SQL("SELECT (SELECT max(notification_id) FROM {}) AS head, {}").format(
+                    events,
+                    SQL(", ").join(
+                        SQL("(SELECT count(*) FROM {} WHERE notification_id > %s) AS {}").format(
+                            events, Identifier(name)
+                        )
+                        for name in positions
+                    ),
+                ),
+                list(positions.values()),
+            )
+            counts = curs.fetchone() or {}
+            failed = failures.read_all(curs)
+        head = counts.get("head") or 0
+        now = datetime.now(UTC)
+        report = []
         for view in self.views:
-            view.clear()
-        return self.catch_up(progress)
+            position = positions[view.name]
+            behind = counts.get(view.name) or 0
+            failure = failed.get(view.name)
+            report.append(
+                {
+                    "view": view.name,
+                    "position": position,
+                    "head": head,
+                    "events_behind": behind,
+                    "lag_ms": self._lag_ms(position, now) if behind else 0,
+                    "error": failure.as_json() if failure else None,
+                }
+            )
+        return head, report
 
     def lag(self) -> list[dict[str, Any]]:
-        return [view.lag(self.app) for view in self.views]
+        return self.status()[1]
 
-    def follow(self, stop: Callable[[], bool], idle_wait: float = 0.5) -> Iterator[int]:
-        """Keep catching up until `stop()`; yields how many events each round processed."""
-        while not stop():
-            processed = self.catch_up()
-            yield processed
-            if not processed:
-                time.sleep(idle_wait)
+    def _lag_ms(self, position: int, now: datetime) -> int | None:
+        """Age of the oldest event the view has not projected (None if it cannot be decoded)."""
+        oldest = self.app.recorder.select_notifications(
+            start=position, limit=1, inclusive_of_start=False
+        )
+        if not oldest:
+            return 0
+        try:
+            event = self.app.mapper.to_domain_event(oldest[0])
+        except Exception:
+            return None
+        recorded = getattr(event, "timestamp", None)
+        if not isinstance(recorded, datetime):
+            return None
+        return max(0, int((now - recorded).total_seconds() * 1000))
+
+    # --- rebuild ----------------------------------------------------------------------------
+
+    def rebuild(
+        self,
+        connect: Callable[[], psycopg.Connection[DictRow]],
+        progress: Callable[[str, int], None] | None = None,
+    ) -> int:
+        """Rebuild every view into shadow tables and swap them in (projections/rebuild.py).
+        `connect` opens a connection (rows as dicts) as the owner of the view tables."""
+        from projections.rebuild import rebuild
+
+        return rebuild(self, connect, progress)

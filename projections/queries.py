@@ -1,4 +1,5 @@
-"""Queries over the views: incident list with filters and keyset pagination, audit timeline."""
+"""Queries over the views (on a cursor from `Projections.reading`): incident list with filters and
+keyset pagination, audit timeline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.postgres import PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Placeholder
 
 EXACT = ("number", "category", "severity", "impact", "urgency", "status", "reported_by",
@@ -45,7 +47,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
 
 
 def list_incidents(
-    datastore: PostgresDatastore,
+    curs: Cursor[DictRow],
     *,
     exact: dict[str, Any],
     ranges: dict[str, tuple[datetime | None, datetime | None]],
@@ -98,9 +100,8 @@ def list_incidents(
         statement += SQL(" WHERE ") + SQL(" AND ").join(where)
     statement += SQL(" ORDER BY {} {}, id {} LIMIT {}").format(col, order, order, Placeholder())
     params.append(limit + 1)
-    with datastore.transaction() as curs:
-        curs.execute(statement, params)
-        rows = list(curs.fetchall())
+    curs.execute(statement, params)
+    rows = list(curs.fetchall())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -109,16 +110,15 @@ def list_incidents(
     return rows, next_cursor
 
 
-def incident_timeline(datastore: PostgresDatastore, incident_id: UUID) -> list[dict[str, Any]]:
+def incident_timeline(curs: Cursor[DictRow], incident_id: UUID) -> list[dict[str, Any]]:
     """Every event of the incident and of the records linked to it, in ledger order."""
-    with datastore.transaction() as curs:
-        curs.execute(
-            """SELECT t.notification_id AS position, t.event_type, t.record_type, t.record_id,
-                      t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
-                      t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source,
-                      t.changes
-               FROM timeline_entry t JOIN timeline_link l ON l.record_id = t.record_id
-               WHERE l.incident_id = %s ORDER BY t.notification_id""",
-            (incident_id,),
-        )
-        return list(curs.fetchall())
+    curs.execute(
+        """SELECT t.notification_id AS position, t.event_type, t.record_type, t.record_id,
+                  t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
+                  t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source,
+                  t.changes
+           FROM timeline_entry t JOIN timeline_link l ON l.record_id = t.record_id
+           WHERE l.incident_id = %s ORDER BY t.notification_id""",
+        (incident_id,),
+    )
+    return list(curs.fetchall())

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
@@ -37,8 +40,9 @@ from domain.incident import (
 from domain.severity import SeverityAssessment
 from domain.user import DeactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, NoteType, UpdateWorkNote
-from projections.postgres import PAGE
-from tests.conftest import admin_id
+from projections import rebuild as rebuild_module
+from projections.postgres import PAGE, LedgerView
+from tests.conftest import Actor, admin_id
 
 # Every table of every view, with the columns that order its rows.
 VIEW_TABLES: dict[str, tuple[str, ...]] = {
@@ -205,7 +209,7 @@ def test_rebuild_reproduces_views_when_activity_was_projected_live(
     assert incidents[activity.open_incident]["severity"] == "P3"
     assert all(live[table] for table in VIEW_TABLES), "every view table should hold rows"
 
-    total = service.projections.rebuild()
+    total = service.rebuild()
 
     assert total >= 2 * len(live["timeline_entry"])  # both views refolded every event
     assert differences(live, snapshot(database)) == {}
@@ -266,6 +270,85 @@ def live_after_rename(
 def test_rebuild_keeps_actor_names_when_actor_was_renamed_later(
     service: Service, database: Database, live_after_rename: Snapshot
 ) -> None:
-    service.projections.rebuild()
+    service.rebuild()
 
     assert differences(live_after_rename, snapshot(database)) == {}
+
+
+def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writes(
+    service: Service,
+    client: TestClient,
+    admin: Actor,
+    database: Database,
+    data_dir: Path,
+    activity: Activity,
+    monkeypatch: pytest.MonkeyPatch,
+    event_count: Callable[[], int],
+) -> None:
+    incidents = [str(activity.closed_incident), str(activity.open_incident)]
+    service.project()
+    before = snapshot(database)
+    # About 20 slowed pages, so the readers and the writer overlap every phase of the rebuild.
+    monkeypatch.setattr(rebuild_module, "PAGE", max(20, event_count() // 20))
+    write = LedgerView.write
+
+    def slow_write(self: LedgerView, curs: Any, page: Any, suffix: str = "") -> None:
+        if suffix:
+            time.sleep(0.004)
+        write(self, curs, page, suffix)
+
+    monkeypatch.setattr(LedgerView, "write", slow_write)
+    stop = threading.Event()
+    problems: list[str] = []
+    reads = [0]
+    written: list[int] = []
+
+    def read() -> None:
+        seen: dict[str, int] = {}
+        while not stop.is_set():
+            for incident in incidents:
+                response = client.get(f"/incidents/{incident}/timeline", headers=admin.headers)
+                if response.status_code != 200:
+                    problems.append(f"{response.status_code} {response.text}")
+                    return
+                count = len(response.json()["entries"])
+                if count < seen.get(incident, 0):
+                    problems.append(f"{incident}: {count} entries after {seen[incident]}")
+                seen[incident] = count
+                reads[0] += 1
+
+    def write_notes() -> None:
+        while not stop.is_set():
+            note = AddWorkNote(
+                incident=incidents[1], note_type=NoteType.PROGRESS_UPDATE, note_text="meanwhile"
+            )
+            position = service.execute(note, activity.manager).position
+            assert position is not None
+            written.append(position)
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    threads.append(threading.Thread(target=write_notes))
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        assert cli.main(["projections", "rebuild", "--data-dir", str(data_dir)]) == 0
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    assert problems == []
+    assert reads[0] > 50
+    assert written
+    service.project()
+    after = snapshot(database)
+    # the views are what they were, plus exactly the notes written meanwhile
+    changed = differences(before, after)
+    assert set(changed) <= {"timeline_entry", "timeline_link"}
+    assert all(not table["live_only"] for table in changed.values())
+    gained = [row["notification_id"] for row in after["timeline_entry"]]
+    assert sorted(set(gained) - {r["notification_id"] for r in before["timeline_entry"]}) == written
+    assert service.health()["status"] == "ok"

@@ -8,7 +8,12 @@ from fastapi.testclient import TestClient
 def test_health_reports_projection_lag(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
+    assert body["head"] > 0
     assert {lag["view"] for lag in body["projections"]} == {"current_state", "timeline"}
+    for view in body["projections"]:
+        assert set(view) == {"view", "position", "head", "events_behind", "lag_ms", "error"}
+        assert view["position"] <= view["head"] == body["head"]
+        assert view["error"] is None
 
 
 def test_docs_and_openapi_are_served(client: TestClient) -> None:

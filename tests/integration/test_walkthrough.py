@@ -118,7 +118,11 @@ def test_walk_incident_from_open_to_closed_records_every_step(
     assert _when(state["resolved_at"]) <= _when(state["closed_at"])
     assert _when(state["closed_at"]) >= started
 
-    timeline = client.get(f"/incidents/{number}/timeline", headers=alice.headers)
+    # Bob's writes came last: Alice asks the timeline to include them.
+    timeline = client.get(
+        f"/incidents/{number}/timeline",
+        headers={**alice.headers, "Ledger-Min-Position": moved.headers["Ledger-Position"]},
+    )
     assert timeline.status_code == 200, timeline.text
     assert timeline.json()["incident"] == number
     entries = timeline.json()["entries"]
