@@ -20,16 +20,12 @@ from eventsourcing.persistence import Mapper, Notification, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Placeholder
-from psycopg.types.json import Jsonb
+from psycopg.sql import SQL, Composed, Identifier
 
 from domain.base import DomainEvent
 from projections import failures
 from projections.failures import TRANSIENT, Failure
 from projections.folds import (
-    Append,
-    Increment,
-    Lookup,
     Row,
     ci_client_rows,
     incident_rows,
@@ -37,6 +33,7 @@ from projections.folds import (
     user_rows,
 )
 from projections.waiting import Positions
+from projections.writer import write_rows
 
 log = logging.getLogger("incident_ledger.projections")
 PAGE = 500
@@ -74,59 +71,6 @@ TIMELINE_DDL = [
         id uuid PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL,
         role text NOT NULL)""",
 ]
-
-
-def _adapt(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict | list) else value
-
-
-def _value_sql(value: Any, suffix: str) -> Composed:
-    if isinstance(value, Lookup):
-        return SQL("(SELECT {} FROM {} WHERE id = {})").format(
-            SQL(value.expression),
-            Identifier(value.table + suffix),
-            Placeholder(),
-        )
-    return Composed([Placeholder()])
-
-
-def render(row: Row, suffix: str = "") -> tuple[Composed, list[Any]]:
-    """SQL for one row change (into the shadow tables of a rebuild when `suffix` is given)."""
-    table = Identifier(row.table + suffix)
-    where = SQL(" AND ").join(SQL("{} = {}").format(Identifier(k), Placeholder()) for k in row.key)
-    if row.op == "delete":
-        return SQL("DELETE FROM {} WHERE {}").format(table, where), list(row.key.values())
-    if row.op in ("insert", "upsert"):
-        cols = {**row.key, **row.values}
-        statement = SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            table,
-            SQL(", ").join(Identifier(c) for c in cols),
-            SQL(", ").join(_value_sql(v, suffix) for v in cols.values()),
-        )
-        params = [v.key if isinstance(v, Lookup) else _adapt(v) for v in cols.values()]
-        if row.op == "upsert":
-            statement += SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
-                SQL(", ").join(Identifier(c) for c in row.key),
-                SQL(", ").join(
-                    SQL("{} = EXCLUDED.{}").format(Identifier(c), Identifier(c)) for c in row.values
-                ),
-            )
-        return statement, params
-    sets: list[Composed] = []
-    params = []
-    for column, value in row.values.items():
-        col = Identifier(column)
-        if isinstance(value, Increment):
-            sets.append(SQL("{} = {} + {}").format(col, col, Placeholder()))
-            params.append(value.by)
-        elif isinstance(value, Append):
-            sets.append(SQL("{} = array_append({}, {})").format(col, col, Placeholder()))
-            params.append(value.item)
-        else:
-            sets.append(SQL("{} = {}").format(col, Placeholder()))
-            params.append(_adapt(value))
-    statement = SQL("UPDATE {} SET {} WHERE {}").format(table, SQL(", ").join(sets), where)
-    return statement, params + list(row.key.values())
 
 
 @dataclass(frozen=True)
@@ -179,10 +123,7 @@ class LedgerView(PostgresTrackingRecorder):
                 raise item.error
             if item.event is not None:
                 rows.extend(self.fold(item.event, item.notification.id))
-        with curs.connection.pipeline():
-            for row in rows:
-                statement, params = render(row, suffix)
-                curs.execute(statement, params)
+        write_rows(curs, rows, suffix)
 
 
 class CurrentStateView(LedgerView):
