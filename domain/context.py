@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -97,6 +97,8 @@ class Context:
     now: datetime
     addressed: dict[UUID, int] = field(default_factory=dict)
     guarded: dict[UUID, int] = field(default_factory=dict)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When this attempt began, by the recording clock (the library's event timestamps)."""
     numbering: AbstractContextManager[Any] | None = None
     """Held from the first number issued until the attempt ends (see `release`)."""
     _holding: bool = False

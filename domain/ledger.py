@@ -7,17 +7,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import RecordConflictError
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain import idempotency
 from domain.api_key import ApiKey, hash_key
-from domain.base import Aggregate, Command, Meta
+from domain.base import Aggregate, Command, DomainEvent, Meta
 from domain.context import Context, Handler, Outcome, resolve
 from domain.errors import (
     ConcurrencyConflict,
@@ -46,6 +47,10 @@ class IncidentLedger(Application[UUID]):
         "MAPPER_TOPIC": get_topic(PydanticMapper),
         "TRANSCODER_TOPIC": get_topic(JSONTranscoder),
         "AGGREGATE_CACHE_MAXSIZE": "5000",
+        # Decisions trust the cache (no read per record per command): every state a rule relies
+        # on is guarded or saved, so a stale copy fails the append, is refreshed and decided
+        # again. Reads for people (`get_or_none`, `find`, `authenticate`) fetch what is newer.
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
     }
 
     def __init__(
@@ -146,6 +151,8 @@ class IncidentLedger(Application[UUID]):
                 replayed = idempotency.replay(self.recorder, idempotency_key, request_hash)
                 if replayed is not None:
                     return replayed
+            for aggregate_id in {*ctx.guarded, *ctx.addressed, *(a.id for a in aggregates)}:
+                self.get_or_none(aggregate_id)  # refreshes a stale cached copy
             self._raise_if_addressed_moved(ctx)
             return None  # a guarded or bookkeeping record moved: decide again
         position = recordings[-1].notification.id if recordings else None
@@ -160,7 +167,7 @@ class IncidentLedger(Application[UUID]):
         if actor_id is None and not command.system:
             raise Forbidden("actor.missing", "Only the ledger itself may act without a user.")
         ctx = Context(
-            self.get_or_none,
+            self.cached_or_none,
             Meta(
                 actor=actor_id,
                 occurred_at=occurred_at,
@@ -196,19 +203,39 @@ class IncidentLedger(Application[UUID]):
         return Outcome.model_validate_json(answer).model_copy(update={"position": position})
 
     def _raise_if_addressed_moved(self, ctx: Context) -> None:
+        """A record the client named changed while this command was decided: the client's 409.
+        (A change recorded before the command began only means this process's copy was stale:
+        the command is then simply decided again on the current state.)"""
         for aggregate_id, version in ctx.addressed.items():
-            current: int = self.repository.get(aggregate_id).version
-            if current != version:
-                raise ConcurrencyConflict(
-                    "concurrency.conflict",
-                    f"The record changed while this command ran (now version {current}); "
-                    "reload it and try again.",
-                    current_version=current,
-                )
+            current: Aggregate = self.repository.get(aggregate_id, deepcopy_from_cache=False)
+            if current.version == version:
+                continue
+            newer = self.events.get(aggregate_id, gt=version)
+            if all(cast(DomainEvent, event).timestamp < ctx.started for event in newer):
+                continue
+            raise ConcurrencyConflict(
+                "concurrency.conflict",
+                f"The record changed while this command ran (now version {current.version}); "
+                "reload it and try again.",
+                current_version=current.version,
+            )
 
     # --- reading ------------------------------------------------------------------------------
 
     def get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
+        """The record as stored now (the cached copy brought up to date), or None."""
+        cached = self.cached_or_none(aggregate_id)
+        if cached is None or self.repository.cache is None:
+            return cached
+        newer = list(self.events.get(aggregate_id, gt=cached.version))
+        if not newer:
+            return cached
+        current = cast(Aggregate, project_aggregate(cached, newer))
+        self.repository.cache.put(aggregate_id, deepcopy(current))
+        return current
+
+    def cached_or_none(self, aggregate_id: UUID) -> Aggregate | None:
+        """The record as this process last saw it (read from the store on a cache miss)."""
         try:
             return cast(Aggregate, self.repository.get(aggregate_id))
         except AggregateNotFoundError:
