@@ -267,6 +267,12 @@ def _assign_ci_to_unknown_client(w: World) -> Attempt:
     return Attempt(AssignCIToClient(configuration_item=w.ci, client=uuid4()), w.admin)
 
 
+@case("client.not_found", NotFound, how="update user")
+def _user_moved_to_unknown_client(w: World) -> Attempt:
+    """Any client a user names must exist, whatever the user's role."""
+    return Attempt(UpdateUser(user=w.auditor, client_id=uuid4()), w.admin)
+
+
 @case("client.not_found", NotFound, how="update")
 def _update_unknown_client(w: World) -> Attempt:
     return Attempt(UpdateClient(client=uuid4(), client_name="Acme"), w.admin)
