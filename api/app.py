@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -43,16 +43,32 @@ def start_service(settings: Settings) -> Service:
     return service
 
 
+def start_worker_service(settings: Settings) -> Service:
+    """The service of one worker of `serve --workers N`: the parent process has migrated the
+    schema, created the first administrator, owns the embedded server and runs the projector."""
+    return Service.start(settings, projector=False, migrated=True)
+
+
+def worker_app() -> FastAPI:
+    """uvicorn's app factory in each worker of `incident-ledger serve --workers N`: the settings
+    come from the environment the parent prepared (DATABASE_URL naming its database)."""
+    return create_app(Settings(), start=start_worker_service)
+
+
 def create_app(
-    settings: Settings | None = None, service: Service | None = None, *, close_service: bool = False
+    settings: Settings | None = None,
+    service: Service | None = None,
+    *,
+    close_service: bool = False,
+    start: Callable[[Settings], Service] = start_service,
 ) -> FastAPI:
-    """Build the app; with no `service`, one is started (and closed) by the lifespan. A given
-    service is closed at shutdown only with `close_service`."""
+    """Build the app; with no `service`, one is started by `start` (and closed) in the
+    lifespan. A given service is closed at shutdown only with `close_service`."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        running = service or start_service(settings)
+        running = service or start(settings)
         app.state.service = running
         try:
             yield

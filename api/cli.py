@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -39,16 +40,63 @@ def serve(args: argparse.Namespace) -> int:
     from api.app import create_app, start_service
 
     settings = _settings(args)
+    workers = args.workers or 1
     # Started before uvicorn, so that a failure is one line here rather than a lifespan traceback.
+    # With several workers this process keeps the service: it owns the embedded server, and its
+    # projector thread (if INCIDENT_LEDGER_PROJECTOR=thread) is the only one.
     service = start_service(settings)
+    processes = f" with {workers} worker processes" if workers > 1 else ""
     print(
-        f"incident-ledger: serving on http://{settings.host}:{settings.port} "
+        f"incident-ledger: serving on http://{settings.host}:{settings.port}{processes} "
         f"({_where(settings, service.db)}); API docs at /docs",
         flush=True,
     )
-    app = create_app(settings, service=service, close_service=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    if workers == 1:
+        app = create_app(settings, service=service, close_service=True)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        return 0
+    try:
+        os.environ.update(_worker_environment(settings, service.db))
+        os.environ.pop("INCIDENT_LEDGER_ADMIN_KEY", None)  # used; the workers do not need it
+        uvicorn.run(
+            "api.app:worker_app",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+        )
+    finally:  # uvicorn has stopped its workers (SIGTERM, SIGINT): now the projector, the server
+        service.close()
     return 0
+
+
+def _worker_environment(settings: Settings, db: Database) -> dict[str, str]:
+    """The settings of `serve --workers N`'s workers, through the environment they inherit: the
+    database this process resolved (for the embedded server, its socket as a key=value
+    DATABASE_URL; the workers never stop it), the data directory (the roles' passwords), and no
+    projector of their own."""
+    from psycopg.conninfo import make_conninfo
+
+    env = {
+        "INCIDENT_LEDGER_DATA_DIR": str(settings.data_dir.expanduser().absolute()),
+        "INCIDENT_LEDGER_HOST": settings.host,
+        "INCIDENT_LEDGER_PORT": str(settings.port),
+        "INCIDENT_LEDGER_PROJECTOR": "off",
+    }
+    if settings.database_url is None:
+        env["DATABASE_URL"] = make_conninfo("", **db.conninfo())
+    return env
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -155,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", serve, "Run the HTTP API (OpenAPI docs at /docs).")
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="uvicorn worker processes sharing the port (default 1). With N > 1 this process "
+        "migrates, creates the first administrator, keeps the embedded PostgreSQL and runs the "
+        "projector; the workers only serve (read-your-writes across them: send "
+        "Ledger-Min-Position)",
+    )
     add("migrate", migrate, "Create or upgrade the database schema, roles and grants.")
     p = add("projections", projections, "Rebuild the read models from zero, or show their lag.")
     p.add_argument(

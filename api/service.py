@@ -64,15 +64,19 @@ class Service:
     last_positions: LastPositions = field(default_factory=LastPositions)
 
     @classmethod
-    def start(cls, settings: Settings, *, projector: bool | None = None) -> Service:
+    def start(
+        cls, settings: Settings, *, projector: bool | None = None, migrated: bool = False
+    ) -> Service:
         """Connect (failing within seconds with the server's reason), migrate and open the
         ledger; with `projector` (default: settings.projector == "thread") the views are caught
-        up by a background thread. Never waits for the views."""
+        up by a background thread. Never waits for the views. `migrated`: the schema is known to
+        be current (a worker of `serve --workers`, whose parent migrated it), so no migration."""
         if settings.admin_key is not None:  # settings check it; a model_copy would not
             check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
         try:
-            migrate(db, settings.app_role)
+            if not migrated:
+                migrate(db, settings.app_role)
             service = cls.open(settings, db, settings.app_role)
         except BaseException:
             db.close()
