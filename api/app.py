@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
+from api.deps import storable_parameters
 from api.limits import BodyLimit
 from api.queries import router as query_router
 from api.routes import command_router
@@ -83,6 +84,7 @@ def create_app(
         "every accepted command becomes immutable events. Authenticate with "
         "`Authorization: Bearer <api key>`. Errors are JSON `{code, message}`.",
         lifespan=lifespan,
+        dependencies=[Depends(storable_parameters)],
     )
     if service is not None:
         app.state.service = service

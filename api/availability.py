@@ -1,5 +1,6 @@
 """Is PostgreSQL answering? A probe bounded in time, and a guard that lets callers fail at once
-while it is not, instead of waiting out the pool's timeout at each of the library's retries."""
+while it is not, instead of waiting out the pool's timeout at each of the library's retries.
+Also: a statement that timed out (busy, not down), and whether commits survive a crash."""
 
 from __future__ import annotations
 
@@ -25,6 +26,35 @@ class DatabaseUnavailable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.details = dict(details or {})
+
+
+class DatabaseBusy(Exception):
+    """A statement waited past `lock_timeout` or ran past `statement_timeout` (503
+    `database.busy`): nothing of it was committed; retrying is safe."""
+
+
+def timed_out(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is PostgreSQL giving up on a statement
+    that waited for a lock or ran too long (also when an administrator cancelled it)."""
+    while exc is not None:
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+
+
+def durability(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The server settings a committed event's survival depends on, and `ok` when none is off
+    (a crash could otherwise lose or corrupt acknowledged commits)."""
+    values: dict[str, Any] = {}
+    for name in DURABILITY:
+        row = conn.execute(f"SHOW {name}").fetchone()
+        value = row and (row[name] if isinstance(row, dict) else row[0])
+        values[name] = str(value)
+    return {"ok": all(value != "off" for value in values.values()), **values}
 
 
 def one_line(exc: BaseException) -> str:

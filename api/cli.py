@@ -100,13 +100,15 @@ def _workers(text: str) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from api.database import SCHEMA_VERSION, resolve_database
+    from api.database import SCHEMA_VERSION, resolve_database, service_roles
     from api.database import migrate as run_migrate
 
     settings = _settings(args)
     db = resolve_database(settings)
     try:
-        applied = run_migrate(db, settings.app_role)
+        applied = run_migrate(
+            db, service_roles(settings), privileged_owner_ok=settings.owner_may_be_privileged
+        )
     finally:
         db.close()
     state = "migrated to" if applied else "already at"
@@ -130,7 +132,7 @@ def projections(args: argparse.Namespace) -> int:
         db = resolve_database(settings)
         try:
             require_schema(db)
-            service = Service.open(settings, db, role=None)
+            service = Service.open(settings, db, roles=None)
         except BaseException:
             db.close()
             raise

@@ -1,6 +1,7 @@
 """Which PostgreSQL: an embedded server in the data directory, or DATABASE_URL (any libpq URL or
-key=value string). Also the schema migration, run whole under one advisory lock and recorded with
-its version: event tables, views, immutability triggers, the service role and its grants."""
+key=value string) naming the schema's owner. Also the schema migration, run whole under one
+advisory lock and recorded with its version: event tables, views, and (api/roles.py) the
+immutability triggers, the service's login roles and their grants."""
 
 from __future__ import annotations
 
@@ -11,25 +12,32 @@ import logging
 import subprocess
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from eventsourcing.utils import get_topic
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Identifier
 
 from api.availability import CONNECT_TIMEOUT, one_line
+from api.roles import (
+    EVENTS_TABLE,
+    SCHEMA_TABLE,
+    ServiceRoles,
+    login_statements,
+    owner_powers,
+    schema_statements,
+)
 from api.settings import Settings
-from api.store import COMMANDS_TABLE, EXTRA_CONNINFO, IDEMPOTENCY_TABLE, LedgerPostgresFactory
+from api.store import EXTRA_CONNINFO, LedgerPostgresFactory
 from domain.ledger import IncidentLedger
-from projections.postgres import VIEW_TABLES, Projections
+from projections.postgres import Projections
 
+__all__ = ["EVENTS_TABLE", "SCHEMA_TABLE", "Database", "StartupError", "migrate"]
 log = logging.getLogger("incident_ledger.database")
-EVENTS_TABLE = "incidentledger_events"
-SCHEMA_TABLE = "ledger_schema"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Recorded in SCHEMA_TABLE with a fingerprint of every statement (ours, the library's, the
 views'), so any change of DDL reruns the migration; bump it when ours change, for the record."""
 MIGRATION_LOCK = 74201
@@ -100,6 +108,13 @@ class Database:
             "password": self.password,
         }
         return {**{k: v for k, v in named.items() if v}, **self.params, **extra}
+
+    def login(self, role: str, password: str, options: str = "") -> Database:
+        """The same server and database, as another role (with extra libpq `options`)."""
+        params = dict(self.params)
+        if options:
+            params["options"] = f"{params.get('options', '')} {options}".strip()
+        return replace(self, user=role, password=password, params=params, release=None)
 
     def ledger_env(
         self, role: str | None, pool_size: int = 8, create: bool = False
@@ -210,22 +225,39 @@ def resolve_database(settings: Settings) -> Database:
     return start_embedded(settings.data_dir)
 
 
-def migrate(db: Database, app_role: str) -> bool:
+def service_roles(settings: Settings) -> ServiceRoles:
+    """The service's login roles; passwords not set in the settings are kept in the data
+    directory (created if need be)."""
+    missing = settings.app_password is None or settings.projector_password is None
+    return ServiceRoles.of(settings, prepare_data_dir(settings.data_dir) if missing else Path())
+
+
+def migrate(db: Database, roles: ServiceRoles, *, privileged_owner_ok: bool = False) -> bool:
     """Create or upgrade the schema as the owner; safe at every start, and from several processes
     at once (API and projector): this connection takes the advisory lock before the first
     statement and holds it to the last, while the library and the views create their tables on
-    their own connections. A database already at this schema is left alone. Returns whether
-    anything was applied."""
+    their own connections. A database already at this schema is left alone (the login roles'
+    passwords are set every time). Returns whether the schema changed. Refuses an owner with
+    powers beyond the database (superuser, ...) unless `privileged_owner_ok`."""
     with connect(db, autocommit=True) as conn:
+        powers = owner_powers(conn)
+        if powers and not privileged_owner_ok:
+            raise StartupError(
+                f"DATABASE_URL connects as {conn.info.user}, a role with {' and '.join(powers)}: "
+                "connect as a non-superuser owner of the database with CREATEROLE (README, "
+                "Security), or set INCIDENT_LEDGER_ALLOW_SUPERUSER=true"
+            )
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
-            return _migrate_locked(conn, db, app_role)
+            for statement in login_statements(roles):
+                conn.execute(statement)
+            return _migrate_locked(conn, db, roles)
         finally:  # closing the connection would release it too
             with contextlib.suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
-def _migrate_locked(conn: psycopg.Connection[Any], db: Database, app_role: str) -> bool:
+def _migrate_locked(conn: psycopg.Connection[Any], db: Database, roles: ServiceRoles) -> bool:
     conn.execute(
         SQL(
             "CREATE TABLE IF NOT EXISTS {} (version int NOT NULL, fingerprint text NOT NULL, "
@@ -238,7 +270,7 @@ def _migrate_locked(conn: psycopg.Connection[Any], db: Database, app_role: str) 
         recorders: list[Any] = [owner.recorder]
         if owner.snapshots is not None:
             recorders.append(owner.snapshots.recorder)
-        ours = _service_statements(app_role, conn.info.server_version)
+        ours = schema_statements(roles, conn.info.server_version)
         statements = [
             *(s for r in recorders for s in r.sql_create_statements),
             *(s for v in projections.views for s in v.sql_create_statements),
@@ -265,7 +297,10 @@ def _migrate_locked(conn: psycopg.Connection[Any], db: Database, app_role: str) 
             (SCHEMA_VERSION, fingerprint),
         )
     log.info(
-        "schema migrated to version %d; the service writes as role %s", SCHEMA_VERSION, app_role
+        "schema migrated to version %d; the API connects as %s, the projector as %s",
+        SCHEMA_VERSION,
+        roles.api.role,
+        roles.projector.role,
     )
     return True
 
@@ -292,74 +327,3 @@ def require_schema(db: Database) -> int:
             f"{db.describe()} has no incident-ledger schema yet: run `incident-ledger migrate`"
         )
     return current[0]
-
-
-def _service_statements(app_role: str, server_version: int) -> list[SQL | Composed]:
-    """Our part of the schema: the idempotency table, immutability triggers, the service role
-    and its grants. Run in one transaction; each is safe to repeat."""
-    role = Identifier(app_role)
-    events = Identifier(EVENTS_TABLE)
-    idempotency = Identifier(IDEMPOTENCY_TABLE)
-    statements: list[SQL | Composed] = [
-        # Roles belong to the cluster, not the database, so the advisory lock does not cover a
-        # migration of another database on the same server: tolerate a concurrent creation.
-        SQL(
-            "DO $$ BEGIN CREATE ROLE {} NOLOGIN; "
-            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-        ).format(role),
-        SQL("GRANT {} TO CURRENT_USER").format(role),
-        SQL(
-            """
-            CREATE OR REPLACE FUNCTION incident_ledger_refuse_change() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-              RAISE EXCEPTION 'stored events are immutable: % refused on %',
-                TG_OP, TG_TABLE_NAME
-                USING ERRCODE = 'insufficient_privilege';
-            END $$
-            """
-        ),
-    ]
-    # The ledger's own records are immutable; idempotency keys expire (IDEMPOTENCY_TTL), so the
-    # service may delete an expired one.
-    for table in (EVENTS_TABLE, COMMANDS_TABLE):
-        t = Identifier(table)
-        trig = Identifier(f"{table}_immutable")
-        trunc = Identifier(f"{table}_no_truncate")
-        statements += [
-            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trig, t),
-            SQL(
-                "CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} "
-                "FOR EACH ROW EXECUTE FUNCTION incident_ledger_refuse_change()"
-            ).format(trig, t),
-            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trunc, t),
-            SQL(
-                "CREATE TRIGGER {} BEFORE TRUNCATE ON {} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION incident_ledger_refuse_change()"
-            ).format(trunc, t),
-        ]
-    # The library's append locks the table IN EXCLUSIVE MODE, which needs more than INSERT:
-    # MAINTAIN from PostgreSQL 17, UPDATE before (the trigger still refuses it).
-    lock_privilege = SQL("MAINTAIN") if server_version >= 170000 else SQL("UPDATE")
-    statements += [
-        SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
-        SQL("REVOKE ALL ON {} FROM {}").format(events, role),
-        SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, role),
-        SQL("GRANT SELECT, INSERT, DELETE ON {} TO {}").format(idempotency, role),
-        SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(COMMANDS_TABLE), role),
-        *(
-            SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                Identifier(f"{IDEMPOTENCY_TABLE}_{t}"), idempotency
-            )
-            for t in ("immutable", "no_truncate")
-        ),
-        SQL("GRANT SELECT ON {} TO {}").format(Identifier(SCHEMA_TABLE), role),
-        SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(role),
-        *(
-            SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(
-                Identifier(table), role
-            )
-            for table in VIEW_TABLES
-        ),
-    ]
-    return statements

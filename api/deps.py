@@ -1,11 +1,14 @@
-"""Request dependencies: the service, and the authenticated user behind the bearer key."""
+"""Request dependencies: the service, the authenticated user behind the bearer key, and a check
+of every request's path and query string (storable text only)."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import parse_qsl, unquote_to_bytes
 from uuid import UUID
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.service import Service
@@ -17,6 +20,35 @@ from domain.incident import Incident
 from domain.user import User
 
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
+
+
+def storable_parameters(request: Request) -> None:
+    """Refuse (422) a path or query parameter that is not UTF-8 once percent-decoded (an encoded
+    surrogate, a stray byte) or that holds NUL, which PostgreSQL text cannot hold: decoders would
+    otherwise pass a replacement character on, or the database fail the read."""
+    errors: list[dict[str, object]] = []
+
+    def check(where: tuple[str, ...], value: str) -> None:
+        if "\x00" in value:
+            errors.append({"loc": where, "msg": "must not contain NUL (%00)", "type": "nul"})
+
+    try:
+        path = unquote_to_bytes(request.scope.get("raw_path") or b"").decode()
+        pairs = parse_qsl(
+            request.scope.get("query_string", b"").decode("latin-1"),
+            keep_blank_values=True,
+            errors="strict",
+        )
+    except UnicodeDecodeError:
+        errors.append(
+            {"loc": ("request",), "msg": "is not UTF-8 once percent-decoded", "type": "utf8"}
+        )
+    else:
+        check(("path",), path)
+        for name, value in pairs:
+            check(("query", name), name + value)
+    if errors:
+        raise RequestValidationError(errors)
 
 
 def get_service(request: Request) -> Service:

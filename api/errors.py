@@ -11,7 +11,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line
+from api.availability import (
+    CONNECTION_ERRORS,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    one_line,
+    timed_out,
+)
+from api.store import AppendTooLarge
 from api.throttle import TooManyFailures
 from domain.errors import (
     ConcurrencyConflict,
@@ -33,6 +40,7 @@ class PreconditionFailed(LedgerError):
 
 STATUS: dict[type[LedgerError], int] = {
     ViewUnavailable: 503,
+    AppendTooLarge: 413,
     TooManyFailures: 429,
     PreconditionFailed: 412,
     Unauthenticated: 401,
@@ -72,7 +80,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "Your role (or account state) does not allow it."},
     404: {"model": ErrorBody, "description": "A record named does not exist."},
     409: {"model": ErrorBody, "description": "A rule refuses it, or the record changed."},
-    413: {"model": ErrorBody, "description": "The request body is over the limit."},
+    413: {
+        "model": ErrorBody,
+        "description": "The request body, or the events it would append, is over the limit.",
+    },
     422: {"model": ErrorBody, "description": "Malformed input; `errors` names each field."},
     429: {
         "model": ErrorBody,
@@ -115,7 +126,19 @@ def _headers(exc: LedgerError, status: int) -> dict[str, str] | None:
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     """PostgreSQL unreachable or lost mid-request: 503 with the usual JSON shape (and, for
-    /health, its usual keys), never a 500 after the pool's 30 s wait."""
+    /health, its usual keys), never a 500 after the pool's 30 s wait. A statement that timed
+    out (a lock held too long, a runaway query) is 503 `database.busy`: nothing was written."""
+    if isinstance(exc, DatabaseBusy) or timed_out(exc):
+        log.warning("database busy: %s", one_line(exc))
+        return JSONResponse(
+            status_code=503,
+            content={
+                "code": "database.busy",
+                "message": "The database is busy and this request timed out; nothing was "
+                "written. Try again shortly.",
+            },
+            headers={"Retry-After": "1"},
+        )
     reason = exc.reason if isinstance(exc, DatabaseUnavailable) else one_line(exc)
     details = exc.details if isinstance(exc, DatabaseUnavailable) else {}
     log.warning("database unavailable: %s", reason)
@@ -158,5 +181,18 @@ def install(app: FastAPI) -> None:
             status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
         )
 
-    for error in CONNECTION_ERRORS:
+    for error in (*CONNECTION_ERRORS, DatabaseBusy):
         app.add_exception_handler(error, _database_unavailable)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: logged with its traceback, answered in the usual JSON shape."""
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        status_code=500,
+        content={
+            "code": "internal.error",
+            "message": "Something went wrong on our side; it has been logged.",
+        },
+    )

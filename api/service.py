@@ -16,8 +16,15 @@ import psycopg
 from psycopg import Cursor
 from psycopg.rows import DictRow, dict_row
 
-from api.availability import CONNECTION_ERRORS, DatabaseUnavailable, one_line, probe
-from api.database import Database, migrate, resolve_database
+from api.availability import (
+    CONNECTION_ERRORS,
+    DatabaseUnavailable,
+    durability,
+    one_line,
+    probe,
+)
+from api.database import Database, StartupError, migrate, resolve_database, service_roles
+from api.roles import ServiceRoles, session_powers
 from api.settings import Settings, check_admin_key
 from domain.api_key import BootstrapAdministrator
 from domain.base import Command
@@ -32,6 +39,8 @@ log = logging.getLogger("incident_ledger.service")
 ADMIN_EMAIL = "admin@incident-ledger.local"
 HEALTH_DEADLINE = 0.8
 """Seconds /health waits for PostgreSQL before saying it is unavailable."""
+PROJECTOR_POOL = 2
+"""Connections of the projector's role per process (one page at a time, and a status read)."""
 
 
 class LastPositions:
@@ -58,26 +67,37 @@ class LastPositions:
 class Service:
     settings: Settings
     db: Database
+    """The owner's connection facts (migrations, rebuild, the banner); not used to serve."""
     ledger: IncidentLedger
+    """As the API's role: appends events, reads them and the views."""
     projections: Projections
+    """As the projector's role: writes the views (the projector thread, `project()`)."""
     projector: Projector | None = None
     last_positions: LastPositions = field(default_factory=LastPositions)
+    views: Projections | None = None
+    """Reads of the views, as the API's role (None: through `projections`)."""
+    api_db: Database | None = None
+    """How the API's role connects (None: as `db`)."""
+    durability: dict[str, Any] = field(default_factory=dict)
+    """The server's fsync, synchronous_commit and full_page_writes, and whether all are on."""
 
     @classmethod
     def start(
         cls, settings: Settings, *, projector: bool | None = None, migrated: bool = False
     ) -> Service:
-        """Connect (failing within seconds with the server's reason), migrate and open the
-        ledger; with `projector` (default: settings.projector == "thread") the views are caught
-        up by a background thread. Never waits for the views. `migrated`: the schema is known to
-        be current (a worker of `serve --workers`, whose parent migrated it), so no migration."""
+        """Connect (failing within seconds with the server's reason), migrate as the owner and
+        open the ledger as the service's own roles; with `projector` (default: settings.projector
+        == "thread") the views are caught up by a background thread. Never waits for the
+        views. `migrated`: the schema is known to be current (a worker of `serve --workers`,
+        whose parent migrated it), so no migration and no owner's connection."""
         if settings.admin_key is not None:  # settings check it; a model_copy would not
             check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
         try:
+            roles = service_roles(settings)
             if not migrated:
-                migrate(db, settings.app_role)
-            service = cls.open(settings, db, settings.app_role)
+                migrate(db, roles, privileged_owner_ok=settings.owner_may_be_privileged)
+            service = cls.open(settings, db, roles)
         except BaseException:
             db.close()
             raise
@@ -86,12 +106,36 @@ class Service:
         return service
 
     @classmethod
-    def open(cls, settings: Settings, db: Database, role: str | None) -> Service:
-        """The service on an already migrated database, without any DDL (read-only commands
-        pass `role=None` to read as the connecting user)."""
-        ledger = IncidentLedger(env=db.ledger_env(role, settings.pool_size))
-        projections = Projections(ledger, retry_seconds=settings.projector_retry_seconds)
-        return cls(settings, db, ledger, projections)
+    def open(cls, settings: Settings, db: Database, roles: ServiceRoles | None) -> Service:
+        """The service on an already migrated database, without any DDL, logged in as `roles`
+        (read-only commands pass None to read as the connecting user). Refuses a role that could
+        act beyond its grants."""
+        options = settings.session_options()
+        api_db = db.login(roles.api.role, roles.api.password, options) if roles else db
+        writer_db = (
+            db.login(roles.projector.role, roles.projector.password, options) if roles else db
+        )
+        ledger = IncidentLedger(env=api_db.ledger_env(None, settings.pool_size))
+        writer = ledger if roles is None else None
+        try:
+            writer = writer or IncidentLedger(env=writer_db.ledger_env(None, PROJECTOR_POOL))
+            projections = Projections(writer, retry_seconds=settings.projector_retry_seconds)
+            views = Projections(ledger, positions=projections.positions)
+            service = cls(settings, db, ledger, projections, views=views, api_db=api_db)
+            if roles is not None:
+                for app, login in ((ledger, roles.api), (writer, roles.projector)):
+                    _check_plain_role(app, login.role)
+            service.durability = _check_durability(ledger)
+        except BaseException:
+            if writer is not None and writer is not ledger:
+                writer.close()
+            ledger.close()
+            raise
+        return service
+
+    @property
+    def reader(self) -> Projections:
+        return self.views or self.projections
 
     def start_projector(self) -> Projector:
         self.projector = Projector(self.projections, poll=self.settings.projector_poll_seconds)
@@ -105,6 +149,8 @@ class Service:
 
     def close(self) -> None:
         self.stop_projector()
+        if self.projections.app is not self.ledger:
+            self.projections.app.close()
         self.ledger.close()
         self.db.close()
 
@@ -133,8 +179,8 @@ class Service:
         """A cursor on `view` once it has projected position `wanted` (bounded wait; 503
         `view.behind` or `view.failed` otherwise), and the view position it is served at."""
         if wanted:
-            self.projections.wait_for(view, wanted, self.settings.read_wait_seconds)
-        with self.projections.reading(view) as (curs, position):
+            self.reader.wait_for(view, wanted, self.settings.read_wait_seconds)
+        with self.reader.reading(view) as (curs, position):
             yield curs, position
 
     def rebuild(self, progress: Callable[[str, int], None] | None = None) -> int:
@@ -170,20 +216,22 @@ class Service:
         return True
 
     def health(self) -> dict[str, Any]:
-        """Whether PostgreSQL answers (a direct check bounded to HEALTH_DEADLINE, not a pool wait),
-        the event head, and how far each view lags: `status` ok, or degraded when a view has
-        failed; DatabaseUnavailable (503) when PostgreSQL does not answer."""
+        """Whether PostgreSQL answers (a direct check as the API's role, bounded to
+        HEALTH_DEADLINE, not a pool wait), its durability settings, the event head, and how far
+        each view lags: `status` ok, or degraded when a view has failed; DatabaseUnavailable
+        (503) when PostgreSQL does not answer."""
         down = {
             "status": "unavailable",
             "database": "unavailable",
+            "durability": self.durability or None,
             "head": None,
             "projections": None,
         }
-        reason = probe(self.db.conninfo(), HEALTH_DEADLINE)
+        reason = probe((self.api_db or self.db).conninfo(), HEALTH_DEADLINE)
         if reason is not None:
             raise DatabaseUnavailable(reason, down)
         try:
-            head, views = self.projections.status()
+            head, views = self.reader.status()
         except DatabaseUnavailable as exc:
             raise DatabaseUnavailable(exc.reason, down) from exc
         except CONNECTION_ERRORS as exc:
@@ -192,6 +240,33 @@ class Service:
         return {
             "status": "degraded" if failed else "ok",
             "database": "ok",
+            "durability": self.durability or None,
             "head": head,
             "projections": views,
         }
+
+
+def _check_plain_role(app: IncidentLedger, role: str) -> None:
+    """Refuse to serve as a role that could become another or act beyond its grants."""
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        powers = session_powers(conn)
+    if powers:
+        raise StartupError(
+            f"the service's role {role} has {', '.join(powers)}: it must be a plain login role "
+            "(README, Security); drop it and migrate again"
+        )
+
+
+def _check_durability(app: IncidentLedger) -> dict[str, Any]:
+    with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+        found = durability(conn)
+    settings = ", ".join(f"{name}={value}" for name, value in found.items() if name != "ok")
+    if found["ok"]:
+        log.info("PostgreSQL durability: %s", settings)
+    else:
+        log.warning(
+            "PostgreSQL is NOT durable (%s): a crash of the server can lose or corrupt events "
+            "whose commit was acknowledged; turn these settings on",
+            settings,
+        )
+    return found

@@ -6,7 +6,7 @@ import unicodedata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ADMIN_KEY_MIN_LENGTH = 24
@@ -33,7 +33,32 @@ class Settings(BaseSettings):
     )
     app_role: str = Field(
         default="incident_ledger_app",
-        description="Database role the service writes with; it cannot update or delete events.",
+        description="Login role the API connects as: appends events, reads the views.",
+    )
+    projector_role: str = Field(
+        default="incident_ledger_projector",
+        description="Login role the projector connects as: writes the views, reads the events.",
+    )
+    app_password: SecretStr | None = Field(
+        default=None,
+        description="The API role's password; unset: generated once into the data directory.",
+    )
+    projector_password: SecretStr | None = Field(
+        default=None,
+        description="The projector role's password; unset: as above.",
+    )
+    allow_superuser: bool = Field(
+        default=False,
+        description="Let DATABASE_URL name a superuser (or a BYPASSRLS or REPLICATION role).",
+    )
+    lock_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a statement of the service may wait for a lock (an append for "
+        "its turn) before it fails with 503 database.busy.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long one statement of the service may run."
     )
     projector: Literal["thread", "off"] = Field(
         default="thread",
@@ -63,7 +88,22 @@ class Settings(BaseSettings):
     )
     auth_failure_window: float = Field(default=60.0, description="Seconds (see above).")
 
-    @field_validator("database_url", "admin_key", mode="before")
+    @property
+    def owner_may_be_privileged(self) -> bool:
+        """The embedded server's owner is its superuser; DATABASE_URL's may be one only when
+        allowed explicitly."""
+        return self.database_url is None or self.allow_superuser
+
+    def session_options(self) -> str:
+        """libpq `options` for every connection of the service: its lock and statement timeouts."""
+        return (
+            f"-c lock_timeout={round(self.lock_timeout_seconds * 1000)} "
+            f"-c statement_timeout={round(self.statement_timeout_seconds * 1000)}"
+        )
+
+    @field_validator(
+        "database_url", "admin_key", "app_password", "projector_password", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -74,6 +114,14 @@ class Settings(BaseSettings):
         if value is not None:
             check_admin_key(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _two_roles(self) -> Settings:
+        if self.app_role == self.projector_role:
+            raise ValueError(
+                "INCIDENT_LEDGER_APP_ROLE and INCIDENT_LEDGER_PROJECTOR_ROLE must differ"
+            )
+        return self
 
 
 def check_admin_key(key: str) -> None:
@@ -89,8 +137,11 @@ def describe_invalid(error: ValidationError) -> str:
     """A settings error as one line naming the environment variables, without their values."""
     parts = []
     for item in error.errors(include_input=False, include_url=False):
-        name = str(item["loc"][0]) if item["loc"] else "settings"
-        variable = "DATABASE_URL" if name == "database_url" else f"INCIDENT_LEDGER_{name.upper()}"
         reason = item.get("ctx", {}).get("error", item["msg"])
+        if not item["loc"]:  # a rule across settings names its variables itself
+            parts.append(str(reason))
+            continue
+        name = str(item["loc"][0])
+        variable = "DATABASE_URL" if name == "database_url" else f"INCIDENT_LEDGER_{name.upper()}"
         parts.append(f"{variable} {reason}")
     return "invalid settings: " + "; ".join(parts)

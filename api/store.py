@@ -1,32 +1,32 @@
-"""PostgreSQL wiring for the library: our recorder, and a factory that connects with the service's
-restricted role, every connection parameter of DATABASE_URL, and a pool that fails fast while
-PostgreSQL is unreachable. Beside the events, in the same transaction, the recorder writes each
-command's outcome (by command id) and each idempotency key, and asserts under the append's table
-lock that every record a rule relied on (a guard) is still at the version the command read."""
+"""PostgreSQL wiring for the library: our recorder, and a factory that connects with every
+connection parameter of DATABASE_URL (as the service's login role, api/roles.py) and a pool that
+fails fast while PostgreSQL is unreachable. Beside the events, in the same transaction, the
+recorder writes each command's outcome (by command id) and each idempotency key, and asserts
+under the append's table lock that every record a rule relied on (a guard) is still at the
+version the command read. An append is bounded in size, and in time by the session's
+`lock_timeout` and `statement_timeout`: a timed-out append is not retried (503, retry later)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from time import monotonic
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
-from weakref import WeakKeyDictionary
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
-    ConnectionPool,
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresFactory,
 )
 from eventsourcing.utils import Environment, EnvType
-from psycopg import Connection, Cursor
+from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg_pool import PoolTimeout
 
-from api.availability import CONNECT_TIMEOUT, Guard
+from api.availability import CONNECT_TIMEOUT, DatabaseBusy, timed_out
+from api.pool import RECONNECT_TIMEOUT, GuardedPool, retrying
+from domain.errors import LedgerError
 from domain.idempotency import IDEMPOTENCY_TTL
 
 IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
@@ -34,19 +34,33 @@ COMMANDS_TABLE = "ledger_commands"
 GUARD_FUNCTION = "incident_ledger_assert_versions"
 EXTRA_CONNINFO = "POSTGRES_EXTRA_CONNINFO"
 """Environment key: libpq parameters beyond the library's five (sslmode, sslrootcert, ...)."""
-QUICK_WAIT = 1.0
-"""Seconds to wait for a pooled connection before asking whether PostgreSQL answers at all."""
-IDLE_CHECK = 1.0
-"""Seconds a pooled connection may sit unused before it is checked on its way out."""
-RECONNECT_TIMEOUT = 3.0
-"""Seconds the pool keeps retrying to replace a lost connection before it starts afresh on
-demand (psycopg's default of 5 minutes backs off so far that recovery would lag for minutes)."""
+MAX_APPEND_BYTES = 512 * 1024
+"""Largest append (events' state and topics together): psycopg 3.3's pipeline mode hangs on a
+statement of about 1 MB. Twice the request body limit, so only imports could come near it."""
+# The library's append and read without their retry decorators (LedgerRecorder retries sooner).
+_append_once: Callable[..., Sequence[int] | None] = (
+    PostgresApplicationRecorder.insert_events.__wrapped__
+)
+_select_events_once: Callable[..., Any] = PostgresApplicationRecorder.select_events.__wrapped__
+
+
+class AppendTooLarge(LedgerError):
+    """The events of one command are over MAX_APPEND_BYTES (413 `append.too_large`)."""
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
+    max_append_bytes = MAX_APPEND_BYTES
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         schema = Identifier(self.datastore.schema)
+        # The library sets `lock_timeout` to its own setting (0: wait forever) before the lock;
+        # the session's own (Settings.lock_timeout_seconds) applies instead.
+        self.lock_table_statements = [
+            SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
+                schema, Identifier(self.events_table_name)
+            )
+        ]
         self._commands = SQL("{}.{}").format(schema, Identifier(COMMANDS_TABLE))
         self._idempotency = SQL("{}.{}").format(schema, Identifier(IDEMPOTENCY_TABLE))
         self._guard = SQL("SELECT {}.{}(%s::uuid[], %s::int[])").format(
@@ -87,6 +101,30 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 ),
             ]
         )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Append, retrying on a lost connection (the library's behaviour), but not on a
+        timeout: a stuck append fails (DatabaseBusy) and releases the table lock."""
+        size = sum(len(e.state) + len(e.topic) for e in stored_events)
+        if size > self.max_append_bytes:
+            raise AppendTooLarge(
+                "append.too_large",
+                f"These events take {size} bytes; one append takes at most "
+                f"{self.max_append_bytes}. Split the change into smaller ones.",
+                size=size,
+                limit=self.max_append_bytes,
+            )
+        try:
+            return retrying(_append_once, self, stored_events, **kwargs)
+        except (InterfaceError, OperationalError) as exc:
+            if timed_out(exc):
+                raise DatabaseBusy(f"append gave up: {exc}") from exc
+            raise
+
+    def select_events(self, *args: Any, **kwargs: Any) -> Any:
+        return retrying(_select_events_once, self, *args, **kwargs)
 
     def _insert_stored_events(
         self,
@@ -139,9 +177,12 @@ class LedgerRecorder(PostgresApplicationRecorder):
         return ids
 
     def _select_one(self, statement: Composed, params: Any) -> dict[str, Any] | None:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params if isinstance(params, dict) else (params,))
-            return curs.fetchone()
+        def select() -> dict[str, Any] | None:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(statement, params if isinstance(params, dict) else (params,))
+                return curs.fetchone()
+
+        return retrying(select)
 
     def find_command(self, command_id: UUID) -> tuple[str, int | None] | None:
         row = self._select_one(
@@ -151,14 +192,17 @@ class LedgerRecorder(PostgresApplicationRecorder):
         return None if row is None else (row["outcome"], row["position"])
 
     def record_refusal(self, key: str, request_hash: str | None, answer: str) -> None:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} (key, request_hash, outcome) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (key) DO NOTHING"
-                ).format(self._idempotency),
-                (key, request_hash, answer),
-            )
+        def insert() -> None:  # idempotent, so safe to retry
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {} (key, request_hash, outcome) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (key) DO NOTHING"
+                    ).format(self._idempotency),
+                    (key, request_hash, answer),
+                )
+
+        retrying(insert)
 
     def find_idempotency(self, key: str) -> tuple[str | None, str, int | None] | None:
         """The key's first answer, if used within IDEMPOTENCY_TTL; an expired key is deleted in
@@ -174,52 +218,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
         return None if row is None else (row["request_hash"], row["outcome"], row["position"])
 
 
-class GuardedPool(ConnectionPool[Connection[DictRow]]):
-    """The library's pool, checking a connection that sat idle before handing it out (a restart
-    of PostgreSQL breaks them silently), and refusing at once (DatabaseUnavailable, which the
-    library does not retry) while PostgreSQL does not answer."""
-
-    def __init__(self, *, kwargs: dict[str, Any], **options: Any) -> None:
-        self._returned_at: WeakKeyDictionary[Connection[DictRow], float] = WeakKeyDictionary()
-        super().__init__(
-            kwargs={**kwargs, "row_factory": dict_row}, check=self._check_if_idle, **options
-        )
-        self.guard = Guard(kwargs, on_recovery=self.check)
-
-    def putconn(self, conn: Connection[DictRow]) -> None:
-        broken = conn.broken
-        if not broken:
-            self._returned_at[conn] = monotonic()
-        super().putconn(conn)
-        if broken and not self.closed:  # lost mid-use: so are the idle ones, likely; find them
-            self.check()
-
-    def _check_if_idle(self, conn: Connection[DictRow]) -> None:
-        # A round trip per checkout would cost a busy service about a tenth of its throughput.
-        returned = self._returned_at.get(conn)
-        if returned is not None and monotonic() - returned > IDLE_CHECK:
-            self.check_connection(conn)
-
-    def getconn(self, timeout: float | None = None) -> Connection[DictRow]:
-        self.guard.check()
-        timeout = self.timeout if timeout is None else timeout
-        started = monotonic()
-        try:
-            return super().getconn(min(timeout, QUICK_WAIT))
-        except PoolTimeout:
-            if timeout <= QUICK_WAIT:
-                raise
-        self.guard.confirm()  # raises DatabaseUnavailable
-        # PostgreSQL answers, so the pool is busy, or holds connections a restart broke: drop
-        # those now (psycopg would try them one by one, pausing longer after each).
-        self.check()
-        return super().getconn(max(timeout - (monotonic() - started), 0.001))
-
-
 class LedgerPostgresFactory(PostgresFactory):
-    """Uses LedgerRecorder; connects with every parameter of DATABASE_URL; sets the session role
-    (`POSTGRES_ROLE`) on every connection so the service writes as a role that cannot update or
-    delete stored events; and pools connections in a GuardedPool."""
+    """Uses LedgerRecorder; connects with every parameter of DATABASE_URL (the service logs in as
+    its own role, api/roles.py); sets a session role (`POSTGRES_ROLE`) on every connection if
+    asked (tools acting as a role from the owner's session); pools connections in a GuardedPool."""
 
     application_recorder_class = LedgerRecorder
 

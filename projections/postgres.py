@@ -157,12 +157,17 @@ class Projections:
     """All views over one ledger: catch up (page by page, a failing view isolated), status and
     lag, read-your-writes waits, and rebuild."""
 
-    def __init__(self, app: Application[Any], retry_seconds: float = 30.0) -> None:
+    def __init__(
+        self, app: Application[Any], retry_seconds: float = 30.0, positions: Positions | None = None
+    ) -> None:
+        """`app`'s datastore is the connection for everything here: a role that writes the views
+        (the projector's) or, for reads only, one that reads them. Instances reading and writing
+        the same views in one process share `positions`, so that readers wake on each page."""
         self.app = app
         self.datastore: PostgresDatastore = app.recorder.datastore  # type: ignore[attr-defined]
         self.events_table: str = app.recorder.events_table_name  # type: ignore[attr-defined]
         self.views = [cls(self.datastore) for cls in VIEWS]
-        self.positions = Positions()
+        self.positions = positions or Positions()
         self.retry_seconds = retry_seconds
         self._retry_at: dict[str, float] = {}
         """Failed views, and when (time.monotonic) to try them again."""

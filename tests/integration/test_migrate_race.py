@@ -3,6 +3,8 @@ fail, because every statement runs under one advisory lock."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -20,12 +22,22 @@ def test_api_imports_from_this_work_tree() -> None:
 
 
 @pytest.mark.integration
-def test_migrate_processes_racing_on_a_fresh_database_never_fail(database: Database) -> None:
+def test_migrate_processes_racing_on_a_fresh_database_never_fail(
+    database: Database, data_dir: Path
+) -> None:
     failures: list[str] = []
     for round_ in range(ROUNDS):
         racers = 2 if round_ % 2 == 0 else 3
         with fresh_database(database) as db:
-            processes = [spawn("migrate", DATABASE_URL=url(db)) for _ in range(racers)]
+            processes = [
+                spawn(
+                    "migrate",
+                    DATABASE_URL=url(db),
+                    INCIDENT_LEDGER_ALLOW_SUPERUSER="true",  # the embedded server's only owner
+                    INCIDENT_LEDGER_DATA_DIR=str(data_dir),  # the service roles' passwords
+                )
+                for _ in range(racers)
+            ]
             for process in processes:
                 _, err = process.communicate(timeout=60)
                 if process.returncode != 0:

@@ -19,7 +19,7 @@ import pytest
 from psycopg.sql import SQL, Identifier, Literal
 
 from api.app import start_service
-from api.database import Database, migrate
+from api.database import Database, migrate, service_roles
 from api.settings import Settings
 from tests.integration.databases import cli, fresh_database, lines, public_tables, spawn, url
 
@@ -129,10 +129,12 @@ def test_projections_status_does_not_migrate(database: Database) -> None:
 
 
 @pytest.mark.integration
-def test_projections_status_reads_as_role_without_ddl_privileges(database: Database) -> None:
+def test_projections_status_reads_as_role_without_ddl_privileges(
+    database: Database, settings: Settings
+) -> None:
     reader = f"il_reader_{uuid.uuid4().hex[:8]}"
     with fresh_database(database) as db:
-        migrate(db, "incident_ledger_app")
+        migrate(db, service_roles(settings), privileged_owner_ok=True)
         with psycopg.connect(**db.conninfo(autocommit=True)) as conn:
             conn.execute(
                 SQL("CREATE ROLE {} LOGIN IN ROLE pg_read_all_data").format(Identifier(reader))
@@ -150,7 +152,7 @@ def test_projections_status_reads_as_role_without_ddl_privileges(database: Datab
 
 @pytest.mark.integration
 def test_serve_banner_names_database_without_password_and_never_prints_chosen_key(
-    database: Database,
+    database: Database, data_dir: Path
 ) -> None:
     port = _closed_port()
     with fresh_database(database) as db:
@@ -161,6 +163,8 @@ def test_serve_banner_names_database_without_password_and_never_prints_chosen_ke
             str(port),
             DATABASE_URL=url(db, password="hunter2-secret"),
             INCIDENT_LEDGER_ADMIN_KEY=CHOSEN_KEY,
+            INCIDENT_LEDGER_ALLOW_SUPERUSER="true",  # the embedded server's only owner
+            INCIDENT_LEDGER_DATA_DIR=str(data_dir),  # the service roles' passwords
         )
         try:
             deadline = time.monotonic() + 30
@@ -192,10 +196,10 @@ def test_serve_banner_names_database_without_password_and_never_prints_chosen_ke
 
 @pytest.mark.integration
 def test_generated_admin_key_is_printed_once(
-    database: Database, capsys: pytest.CaptureFixture[str]
+    database: Database, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with fresh_database(database) as db:
-        settings = Settings(database_url=url(db))
+        settings = Settings(database_url=url(db), allow_superuser=True, data_dir=data_dir)
         start_service(settings).close()
         first = capsys.readouterr().out
         start_service(settings).close()
@@ -206,10 +210,80 @@ def test_generated_admin_key_is_printed_once(
 
 @pytest.mark.integration
 def test_chosen_admin_key_is_never_printed_nor_logged(
-    database: Database, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    database: Database,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with fresh_database(database) as db:
-        start_service(Settings(database_url=url(db), admin_key=CHOSEN_KEY)).close()
+        settings = Settings(
+            database_url=url(db), admin_key=CHOSEN_KEY, allow_superuser=True, data_dir=data_dir
+        )
+        start_service(settings).close()
     out, err = capsys.readouterr()
     assert "INCIDENT_LEDGER_ADMIN_KEY" in out
     assert CHOSEN_KEY not in out + err + caplog.text
+
+
+@pytest.mark.integration
+def test_serve_refuses_superuser_database_url(database: Database, data_dir: Path) -> None:
+    with fresh_database(database) as db:
+        result = cli("serve", DATABASE_URL=url(db), INCIDENT_LEDGER_DATA_DIR=str(data_dir))
+        line = _one_line_error(result, "serve")
+        assert f"DATABASE_URL connects as {db.user}, a role with superuser" in line
+        assert "INCIDENT_LEDGER_ALLOW_SUPERUSER=true" in line
+        assert public_tables(db) == []  # refused before the migration
+
+
+@pytest.fixture
+def plain_owner(database: Database) -> Iterator[tuple[Database, str]]:
+    """A fresh database owned by a non-superuser with CREATEROLE (as in docker compose), and a
+    prefix for role names of its own (roles belong to the whole server)."""
+    prefix = f"il_{uuid.uuid4().hex[:8]}"
+    owner = f"{prefix}_owner"
+    with fresh_database(database) as db:
+        with psycopg.connect(**database.conninfo(autocommit=True)) as conn:
+            conn.execute(SQL("CREATE ROLE {} LOGIN CREATEROLE").format(Identifier(owner)))
+            conn.execute(
+                SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    Identifier(db.dbname), Identifier(owner)
+                )
+            )
+        try:
+            yield db, prefix
+        finally:
+            with psycopg.connect(**db.conninfo(autocommit=True)) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+    with psycopg.connect(**database.conninfo(autocommit=True)) as conn:
+        for role in (f"{prefix}_app", f"{prefix}_projector", owner):
+            conn.execute(SQL("DROP ROLE IF EXISTS {}").format(Identifier(role)))
+
+
+@pytest.mark.integration
+def test_service_runs_as_own_roles_when_owner_is_not_superuser(
+    plain_owner: tuple[Database, str],
+) -> None:
+    db, prefix = plain_owner
+    settings = Settings(
+        database_url=url(db, user=f"{prefix}_owner"),
+        app_role=f"{prefix}_app",
+        projector_role=f"{prefix}_projector",
+        app_password="app-password-0123456789",
+        projector_password="projector-password-0123456789",
+        admin_key=CHOSEN_KEY,
+    )
+    service = start_service(settings)
+    try:
+        service.project()
+        health = service.health()
+        assert health["database"] == "ok"
+        assert health["durability"]["ok"] is True
+        assert health["head"] > 0
+        app_kwargs = service.ledger.recorder.datastore.pool.kwargs  # type: ignore[attr-defined]
+        assert app_kwargs["user"] == f"{prefix}_app"
+        assert app_kwargs["password"] == "app-password-0123456789"
+    finally:
+        service.close()
