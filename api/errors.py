@@ -89,6 +89,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "Too many failed authentications from this client; see Retry-After.",
     },
+    503: {
+        "model": ErrorBody,
+        "description": "PostgreSQL is unreachable (`database.unavailable`) or a statement timed "
+        "out (`database.busy`, nothing written); see Retry-After.",
+    },
 }
 """The documented refusals of every route (OpenAPI)."""
 
@@ -174,6 +179,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8): malformed input
+            return _invalid(
+                [{"field": None, "message": "the body is not UTF-8 JSON", "type": "json_invalid"}]
+            )
         code = {404: "route.not_found", 405: "route.method_not_allowed"}.get(
             exc.status_code, "http.error"
         )

@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorBody
+from api.read_models import Health, IncidentPage, IncidentState, Timeline
 from domain.errors import InvalidInput, NotFound
 from domain.incident import Incident
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
@@ -49,9 +50,19 @@ def wanted_position(
 MinPosition = Annotated[int | None, Depends(wanted_position)]
 
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: ERROR_RESPONSES[status] for status in (401, 403, 404, 422)
+    status: ERROR_RESPONSES[status] for status in (401, 403, 404, 422, 429, 503)
 }
 """The refusals a read documents (OpenAPI); no rule or version conflict applies to a read."""
+VIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_RESPONSES,
+    503: {
+        "model": ErrorBody,
+        "description": "The view has not reached the position needed in time (`view.behind`: "
+        "retry), it stopped on an event (`view.failed`), or PostgreSQL is unreachable "
+        "(`database.unavailable`).",
+    },
+}
+"""A read served from a view may also wait for it, and give up (503)."""
 
 
 def incident_state(incident: Incident) -> dict[str, Any]:
@@ -80,7 +91,19 @@ def incident_state(incident: Incident) -> dict[str, Any]:
     }
 
 
-@router.get("/health", tags=["service"], summary="Liveness, and how far each projection lags")
+@router.get(
+    "/health",
+    tags=["service"],
+    summary="Liveness, and how far each projection lags",
+    response_model=Health,
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "PostgreSQL is unreachable: `database.unavailable`, with `status` "
+            "unavailable and the other keys null.",
+        }
+    },
+)
 def health(service: ServiceDep) -> dict[str, Any]:
     """`status` ok or degraded (a view failed), the event `head`, and per view its position,
     events_behind, lag_ms and error (null, or the event it stopped before and why)."""
@@ -92,7 +115,7 @@ def health(service: ServiceDep) -> dict[str, Any]:
     tags=["incidents"],
     summary="SOP 2.1: assess severity (a query; nothing is recorded)",
     response_model=SeverityDecision,
-    responses=READ_RESPONSES,
+    responses={**READ_RESPONSES, 413: ERROR_RESPONSES[413]},
 )
 def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> SeverityDecision:
     return assess_severity(assessment)
@@ -102,6 +125,7 @@ def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> Se
     "/incidents/{incident}",
     tags=["incidents"],
     summary="An incident's current state",
+    response_model=IncidentState,
     responses=READ_RESPONSES,
 )
 def get_incident(
@@ -129,7 +153,8 @@ def get_incident(
     "/incidents",
     tags=["incidents"],
     summary="List incidents with filters and pagination",
-    responses=READ_RESPONSES,
+    response_model=IncidentPage,
+    responses=VIEW_RESPONSES,
 )
 def get_incidents(
     service: ServiceDep,
@@ -207,8 +232,15 @@ TIMELINE_CSV_FIELDS = [
     "/incidents/{incident}/timeline",
     tags=["audit"],
     summary="Audit timeline: every event of the incident and its linked records, in order",
-    response_model=None,
-    responses=READ_RESPONSES,
+    response_model=None,  # documented below; served as built (JSON, or CSV with format=csv)
+    responses={
+        **VIEW_RESPONSES,
+        200: {
+            "model": Timeline,
+            "description": "The timeline: JSON, or CSV with `format=csv`.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
 )
 def get_timeline(
     incident: str,

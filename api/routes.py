@@ -170,7 +170,9 @@ def _if_match(value: str | None) -> int | None:
 def parse_command(route: CommandRoute, path: dict[str, str], raw: bytes) -> Command:
     """The command from the path and the raw JSON body, validated strictly (JSON types only:
     `"5"` is not 5, `"yes"` is not true). FastAPI has already checked the body's shape."""
-    data = json.loads(raw) if raw.strip() else {}
+    data = json.loads(raw) if raw.strip() else None
+    if data is None:  # no body, or JSON `null` where the body is optional: no fields given
+        data = {}
     data |= {route.path_fields.get(k, k): v for k, v in path.items()} | route.fixed
     return route.command.model_validate_json(json.dumps(data), strict=True)
 

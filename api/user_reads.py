@@ -16,7 +16,9 @@ from domain.errors import Forbidden
 from domain.user import User
 
 router = APIRouter(tags=["users"])
-RESPONSES: dict[int | str, dict[str, Any]] = {s: ERROR_RESPONSES[s] for s in (401, 403, 404, 422)}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: ERROR_RESPONSES[s] for s in (401, 403, 404, 422, 429, 503)
+}
 
 
 class UserState(BaseModel):
