@@ -39,7 +39,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
         value, last_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if sort in ("detection_time", "created_at", "updated_at"):
             value = datetime.fromisoformat(value)
-        elif not isinstance(value, str):
+        elif not isinstance(value, str) or "\x00" in value:  # PostgreSQL text cannot hold NUL
             raise TypeError(value)
         return value, UUID(last_id)
     except (ValueError, TypeError):

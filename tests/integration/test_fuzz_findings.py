@@ -57,3 +57,18 @@ def test_null_body_refused_where_the_body_is_required(
         422,
         "request.invalid",
     )
+
+
+def test_forged_cursor_with_nul_is_refused_not_run(client: TestClient, admin: Actor) -> None:
+    """A cursor carrying text PostgreSQL cannot store is a 422, never a 500."""
+    import base64
+    import json
+
+    forged = base64.urlsafe_b64encode(
+        json.dumps(["\u0000", "00000000-0000-0000-0000-000000000000"]).encode()
+    ).decode()
+    refused = client.get(
+        "/incidents", params={"sort": "number", "cursor": forged}, headers=admin.headers
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "query.invalid"
