@@ -23,7 +23,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from api.settings import Settings
 from api.store import COMMANDS_TABLE, IDEMPOTENCY_TABLE
-from projections.postgres import VIEW_TABLES
+from projections.views import VIEW_TABLES
 
 EVENTS_TABLE = "incidentledger_events"
 SCHEMA_TABLE = "ledger_schema"

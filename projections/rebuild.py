@@ -15,7 +15,7 @@ from psycopg.sql import SQL, Identifier
 
 from projections import failures
 from projections.failures import TRANSIENT, Failure
-from projections.postgres import PAGE, Decoded, LedgerView, decode
+from projections.views import PAGE, Decoded, LedgerView, decode
 
 if TYPE_CHECKING:
     from projections.postgres import Projections

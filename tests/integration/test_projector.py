@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.service import Service
 from api.settings import Settings
-from projections.postgres import TimelineView
+from projections.views import TimelineView
 from tests.conftest import Actor
 
 WORKTREE = Path(__file__).resolve().parents[2]

@@ -41,7 +41,7 @@ from domain.severity import SeverityAssessment
 from domain.user import DeactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, NoteType, UpdateWorkNote
 from projections import rebuild as rebuild_module
-from projections.postgres import PAGE, LedgerView
+from projections.views import PAGE, LedgerView
 from tests.conftest import Actor, admin_id
 
 # Every table of every view, with the columns that order its rows.
