@@ -13,8 +13,8 @@ from domain.incident import Category, IncidentStatus, Level
 from domain.severity import Severity
 
 
-class IncidentState(BaseModel):
-    """An incident as its aggregate holds it now (or at `as_of_version`); ETag: its version."""
+class IncidentFields(BaseModel):
+    """What the aggregate and the current-state view both say of an incident."""
 
     id: UUID
     number: str
@@ -34,37 +34,22 @@ class IncidentState(BaseModel):
     closed_at: datetime | None
     reopen_count: int
     problem_id: UUID | None
-    configuration_items: list[UUID]
     created_at: datetime
     updated_at: datetime
 
 
-class IncidentRow(BaseModel):
+class IncidentState(IncidentFields):
+    """An incident as its aggregate holds it now (or at `as_of_version`); ETag: its version."""
+
+    configuration_items: list[UUID]
+
+
+class IncidentRow(IncidentFields):
     """An incident as the current-state view lists it."""
 
     model_config = ConfigDict(extra="allow")
 
-    id: UUID
-    number: str
-    title: str
-    description: str
-    category: Category
-    severity: Severity
-    impact: Level
-    urgency: Level
-    status: IncidentStatus
-    reported_by: UUID
-    assigned_to: UUID | None
-    detection_time: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
-    reopen_count: int
-    problem_id: UUID | None
     ci_ids: list[UUID]
-    version: int
-    created_at: datetime
-    updated_at: datetime
 
 
 class IncidentPage(BaseModel):
