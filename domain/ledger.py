@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from copy import deepcopy
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
@@ -25,7 +25,6 @@ from domain.errors import (
     Forbidden,
     LedgerError,
     NotFound,
-    RuleViolation,
     Unauthenticated,
 )
 from domain.handlers import HANDLERS
@@ -36,6 +35,7 @@ from domain.topics import register_moved_topics
 from domain.user import User
 
 MAX_ATTEMPTS = 8
+A = TypeVar("A", bound=Aggregate)
 register_moved_topics()
 
 
@@ -241,7 +241,7 @@ class IncidentLedger(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def find(self, cls: type[Any], ref: UUID | str, what: str) -> Any:
+    def find(self, cls: type[A], ref: UUID | str, what: str) -> A:
         """Load a record by UUID or number; 404 with `<what>.not_found` if absent."""
         found = self.get_or_none(resolve(ref, what))
         if not isinstance(found, cls):
@@ -259,6 +259,3 @@ class IncidentLedger(Application[UUID]):
         if api_key.generation != user.key_generation:  # issued before a deactivation
             raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
         return user
-
-
-__all__ = ["IncidentLedger", "Outcome", "RuleViolation"]
