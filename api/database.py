@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -187,9 +188,9 @@ def prepare_data_dir(data_dir: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
         path = path.resolve()
-        probe = path / ".write-test"
-        probe.touch()
-        probe.unlink()
+        # A probe of its own: processes starting together must not remove each other's.
+        with tempfile.TemporaryFile(dir=path):
+            pass
     except FileExistsError:
         raise StartupError(f"cannot use data directory {path}: it is a file") from None
     except OSError as exc:
