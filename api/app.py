@@ -12,6 +12,7 @@ from api import errors
 from api.deps import storable_parameters
 from api.limits import BodyLimit
 from api.queries import router as query_router
+from api.records import records_router
 from api.routes import command_router
 from api.service import Service
 from api.settings import Settings
@@ -93,5 +94,6 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(query_router)
     app.include_router(user_router)
+    app.include_router(records_router())
     app.include_router(command_router())
     return app

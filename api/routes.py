@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
+from api.records import location
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
@@ -41,7 +42,11 @@ from domain.work_note import AddWorkNote, UpdateWorkNote
 
 
 class CommandResult(BaseModel):
-    """The record a command created or changed."""
+    """The record a command created or changed: its state as `GET` on it shows it (every field
+    of the record, at this version), plus the command's `position` in the ledger, `extra` facts
+    about its follow-ups, and `key` (a new API key, shown once)."""
+
+    model_config = ConfigDict(extra="allow")
 
     id: str
     type: str
@@ -212,20 +217,26 @@ def make_endpoint(route: CommandRoute) -> Any:
                 ) from None
             raise
         response.headers["ETag"] = f'"{outcome.version}"'
+        where = location(outcome.type, str(outcome.id))
+        if route.status_code == 201 and where is not None:
+            response.headers["Location"] = where
         if outcome.position is not None:
             response.headers["Ledger-Position"] = str(outcome.position)
         if outcome.replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return CommandResult(
-            id=str(outcome.id),
-            type=outcome.type,
-            version=outcome.version,
-            number=outcome.number,
-            status=outcome.status,
-            severity=outcome.severity,
-            position=outcome.position,
-            key=outcome.secret,
-            extra=outcome.extra,
+            **outcome.state
+            | {
+                "id": str(outcome.id),
+                "type": outcome.type,
+                "version": outcome.version,
+                "number": outcome.number,
+                "status": outcome.status,
+                "severity": outcome.severity,
+                "position": outcome.position,
+                "key": outcome.secret,
+                "extra": outcome.extra,
+            }
         )
 
     parameters = [

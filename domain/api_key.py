@@ -66,6 +66,8 @@ class BootstrapAdministrator(Command):
 
 
 class ApiKey(Aggregate):
+    HIDDEN = frozenset({"key_hash"})
+
     """An API key, known only by its hash; it authenticates one user while that user's key
     generation is the one it was issued in (a deactivation starts a new generation)."""
 

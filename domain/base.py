@@ -131,6 +131,22 @@ class Aggregate(BaseAggregate[UUID]):
         for name, (_before, after) in changes.items():
             setattr(self, name, _adapter(types, name).validate_python(after))
 
+    def state(self) -> dict[str, Any]:
+        """The record as the API shows it: id, version, created/updated times and every public
+        attribute, JSON-plain. Attributes named in `HIDDEN` (secrets, internals) are left out."""
+        shown = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        for name in self.HIDDEN:
+            shown.pop(name, None)
+        return {
+            "id": str(self.id),
+            "version": self.version,
+            **plain(shown),
+            "created_at": plain(self.created_on),
+            "updated_at": plain(self.modified_on),
+        }
+
+    HIDDEN: ClassVar[frozenset[str]] = frozenset()
+
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         pass
 

@@ -40,6 +40,8 @@ class Outcome(BaseModel):
     severity: str | None = None
     position: int | None = None
     extra: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    """The record as it stands after the command (what `GET` on it would show)."""
     secret: str | None = Field(default=None, exclude=True)
     """Shown once (a new API key); never stored, so a replayed request does not show it."""
     replayed: bool = Field(default=False, exclude=True)
@@ -78,6 +80,7 @@ def outcome(aggregate: Aggregate, secret: str | None = None, **extra: Any) -> Ou
         status=text("status"),
         severity=text("severity"),
         extra=extra,
+        state=aggregate.state(),
         secret=secret,
     )
 

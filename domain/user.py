@@ -95,6 +95,8 @@ class ReactivateUser(RecordCommand):
 
 
 class User(Aggregate):
+    HIDDEN = frozenset({"key_generation", "api_key_ids"})
+
     class Registered(Aggregate.Created):
         first_name: str
         last_name: str

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
+from eventsourcing.domain import CanInitAggregate
 from pydantic import BaseModel
 
-from domain.base import DomainEvent
+from domain.base import Aggregate, DomainEvent
 from domain.configuration_item import ConfigurationItem
 from domain.incident import Incident
 from domain.user import User
@@ -36,6 +36,22 @@ class Append:
     item: Any
 
 
+@dataclass(frozen=True)
+class Merge:
+    """Merge `item` (a JSON object) into a jsonb column."""
+
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Inherit:
+    """Insert a copy, under the row's key, of the rows of the same table whose `column` is
+    `source` (a record belongs wherever the record it refers to belongs)."""
+
+    column: str
+    source: Any
+
+
 ACTOR_NAME = "first_name || ' ' || last_name"
 
 
@@ -56,7 +72,9 @@ class Row:
     table: str
     key: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
-    op: str = "update"  # "insert" | "upsert" | "update" | "delete"
+    op: str = "update"  # "insert" | "upsert" | "update" | "delete" | "inherit"
+    """An upsert with no values leaves an existing row as it is; an "inherit" row has one
+    `Inherit` value (see Inherit)."""
 
 
 def payload(event: DomainEvent) -> dict[str, Any]:
@@ -175,25 +193,7 @@ def timeline_rows(event: DomainEvent, notification_id: int) -> list[Row]:
             op="insert",
         )
     ]
-    if isinstance(event, Incident.Opened):
-        rows.append(
-            Row(
-                "timeline_link",
-                {"record_id": event.originator_id},
-                {"incident_id": event.originator_id},
-                op="upsert",
-            )
-        )
-    incident_id: UUID | None = getattr(event, "incident_id", None)
-    if incident_id is not None and event.originator_version == 1:
-        rows.append(
-            Row(
-                "timeline_link",
-                {"record_id": event.originator_id},
-                {"incident_id": incident_id},
-                op="upsert",
-            )
-        )
+    rows += link_rows(event)
     if isinstance(event, User.Registered):
         values = {"first_name": event.first_name, "last_name": event.last_name}
         rows.append(
@@ -211,3 +211,78 @@ def timeline_rows(event: DomainEvent, notification_id: int) -> list[Row]:
         if changed:
             rows.append(Row("timeline_actor", {"id": event.originator_id}, changed, op="update"))
     return rows
+
+
+# Which incidents' and problems' timelines a record's events belong to: its own (an incident or a
+# problem is its own root), the ones its created event names, and those of the record it refers
+# to (an approval about a change belongs wherever the change belongs).
+ROOTS = {"Incident", "Problem"}
+LINKS = ("incident_id", "problem_id")
+REFERENCES = ("reference_id", "change_id", "bridge_id")
+
+
+def link_rows(event: DomainEvent) -> list[Row]:
+    if event.originator_version != 1:
+        return []
+    record = event.originator_id
+    roots: list[Any] = []
+    if event_name(event).partition(".")[0] in ROOTS:
+        roots.append(record)
+    roots += [getattr(event, name, None) for name in LINKS]
+    rows = [
+        Row("timeline_links", {"record_id": record, "root_id": root}, op="upsert")
+        for root in dict.fromkeys(roots)
+        if root is not None
+    ]
+    for name in REFERENCES:
+        source = getattr(event, name, None)
+        if source is not None:
+            rows.append(
+                Row(
+                    "timeline_links",
+                    {"record_id": record},
+                    {"root_id": Inherit("record_id", source)},
+                    op="inherit",
+                )
+            )
+    return rows
+
+
+# --- current state of every other record (the lists of GET /<collection>) ----------------------
+
+UNLISTED = {"Incident", "Counter", "EmailIndex", "AdministratorRoster", "ApiKey"}
+"""Incidents have a view of their own; the others are the ledger's internals (or secrets)."""
+STATE_COLUMNS = {"id", "version", "created_at", "updated_at"}
+
+
+def record_rows(event: DomainEvent) -> list[Row]:
+    """A record's filterable fields: as its created event made it (the domain's own constructor,
+    run on the event), then merged with each later event's fields."""
+    record_type = event_name(event).partition(".")[0]
+    if record_type in UNLISTED:
+        return []
+    key = {"id": event.originator_id}
+    common = {"version": event.originator_version, "updated_at": event.timestamp}
+    if isinstance(event, CanInitAggregate):
+        created = event.mutate(None)
+        assert isinstance(created, Aggregate)
+        state = created.state()
+        fields = {k: v for k, v in state.items() if k not in STATE_COLUMNS}
+        initial = {
+            "record_type": record_type,
+            "number": fields.get("number"),
+            "status": fields.get("status"),
+            "fields": fields,
+            "created_at": event.timestamp,
+        }
+        return [Row("record_view", key, initial | common, op="insert")]
+    data = payload(event)
+    data.pop("previous", None)
+    changed: dict[str, Any] = {k: v[1] for k, v in data.pop("changes", {}).items()}
+    changed |= {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    values: dict[str, Any] = dict(common)
+    if changed:
+        values["fields"] = Merge(changed)
+    if isinstance(changed.get("status"), str):
+        values["status"] = changed["status"]
+    return [Row("record_view", key, values)]

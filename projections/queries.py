@@ -11,7 +11,8 @@ from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Placeholder
+from psycopg.sql import SQL, Composed, Identifier, Literal, Placeholder
+from psycopg.types.json import Jsonb
 
 EXACT = ("number", "category", "severity", "impact", "urgency", "status", "reported_by",
          "assigned_to", "problem_id")  # fmt: skip
@@ -110,15 +111,66 @@ def list_incidents(
     return rows, next_cursor
 
 
-def incident_timeline(curs: Cursor[DictRow], incident_id: UUID) -> list[dict[str, Any]]:
-    """Every event of the incident and of the records linked to it, in ledger order."""
+def incident_timeline(curs: Cursor[DictRow], root_id: UUID) -> list[dict[str, Any]]:
+    """Every event of the incident (or problem) and of the records linked to it, in ledger
+    order."""
     curs.execute(
         """SELECT t.notification_id AS position, t.event_type, t.record_type, t.record_id,
                   t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
                   t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source,
                   t.changes
-           FROM timeline_entry t JOIN timeline_link l ON l.record_id = t.record_id
-           WHERE l.incident_id = %s ORDER BY t.notification_id""",
-        (incident_id,),
+           FROM timeline_entry t JOIN timeline_links l ON l.record_id = t.record_id
+           WHERE l.root_id = %s ORDER BY t.notification_id""",
+        (root_id,),
     )
     return list(curs.fetchall())
+
+
+def list_records(
+    curs: Cursor[DictRow],
+    record_type: str,
+    *,
+    contains: dict[str, Any],
+    ranges: dict[str, tuple[datetime | None, datetime | None]],
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Records of one type whose fields equal `contains` and whose times (a column, or a field
+    holding an ISO time) lie in `ranges`, by creation then id; (id, version) of each."""
+    where: list[Composed | SQL] = [SQL("record_type = {}").format(Placeholder())]
+    params: list[Any] = [record_type]
+    if contains:
+        where.append(SQL("fields @> {}").format(Placeholder()))
+        params.append(Jsonb(contains))
+    for name, (low, high) in ranges.items():
+        column: Composed = (
+            SQL("{}").format(Identifier(name))
+            if name in ("created_at", "updated_at")
+            else SQL("(fields->>{})::timestamptz").format(Literal(name))
+        )
+        for bound, operator in ((low, ">="), (high, "<=")):
+            if bound is not None:
+                where.append(SQL("{} {} {}").format(column, SQL(operator), Placeholder()))
+                params.append(bound)
+    if cursor:
+        after, after_id = decode_cursor(cursor, "created_at")
+        comparison = SQL("<") if descending else SQL(">")
+        where.append(
+            SQL("(created_at, id) {} ({}, {})").format(comparison, Placeholder(), Placeholder())
+        )
+        params += [after, after_id]
+    order = SQL("DESC") if descending else SQL("ASC")
+    curs.execute(
+        SQL(
+            "SELECT id, version, created_at FROM record_view WHERE {} "
+            "ORDER BY created_at {}, id {} LIMIT {}"
+        ).format(SQL(" AND ").join(where), order, order, Placeholder()),
+        [*params, limit + 1],
+    )
+    rows = list(curs.fetchall())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1]["created_at"].isoformat(), str(rows[-1]["id"])])
+    return rows, next_cursor

@@ -15,7 +15,14 @@ from psycopg.sql import SQL, Composed
 
 from domain.base import DomainEvent
 from projections import failures
-from projections.folds import Row, ci_client_rows, incident_rows, timeline_rows, user_rows
+from projections.folds import (
+    Row,
+    ci_client_rows,
+    incident_rows,
+    record_rows,
+    timeline_rows,
+    user_rows,
+)
 from projections.writer import write_rows
 
 PAGE = 500
@@ -46,12 +53,23 @@ TIMELINE_DDL = [
         idempotency_key text, source text, changes jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS timeline_entry_record ON timeline_entry (record_id)",
     "CREATE INDEX IF NOT EXISTS timeline_entry_actor ON timeline_entry (actor_id)",
-    """CREATE TABLE IF NOT EXISTS timeline_link (
-        record_id uuid PRIMARY KEY, incident_id uuid NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS timeline_link_incident ON timeline_link (incident_id)",
+    # Which incident's or problem's timeline each record belongs to (many to many).
+    """CREATE TABLE IF NOT EXISTS timeline_links (
+        record_id uuid NOT NULL, root_id uuid NOT NULL, PRIMARY KEY (record_id, root_id))""",
+    "CREATE INDEX IF NOT EXISTS timeline_links_root ON timeline_links (root_id, record_id)",
     """CREATE TABLE IF NOT EXISTS timeline_actor (
         id uuid PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL,
         role text NOT NULL)""",
+]
+
+RECORDS_DDL = [
+    """CREATE TABLE IF NOT EXISTS record_view (
+        id uuid PRIMARY KEY, record_type text NOT NULL, number text, status text,
+        fields jsonb NOT NULL, version int NOT NULL, created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS record_view_type ON record_view (record_type, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS record_view_fields ON record_view "
+    "USING gin (fields jsonb_path_ops)",
 ]
 
 
@@ -120,13 +138,24 @@ class CurrentStateView(LedgerView):
 class TimelineView(LedgerView):
     name = "timeline"
     ddl = TIMELINE_DDL
-    tables = ("timeline_entry", "timeline_link", "timeline_actor")
+    tables = ("timeline_entry", "timeline_links", "timeline_actor")
 
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         return timeline_rows(event, notification_id)
 
 
-VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView)
+class RecordsView(LedgerView):
+    """Every other record's filterable fields, for the lists of GET /<collection>."""
+
+    name = "records"
+    ddl = RECORDS_DDL
+    tables = ("record_view",)
+
+    def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
+        return record_rows(event)
+
+
+VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView, RecordsView)
 VIEW_TABLES: tuple[str, ...] = (
     *(t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking")),
     failures.ERROR_TABLE,

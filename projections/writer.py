@@ -19,7 +19,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Placeholder
 from psycopg.types.json import Jsonb
 
-from projections.folds import Append, Increment, Lookup, Row
+from projections.folds import Append, Increment, Inherit, Lookup, Merge, Row
 
 Shape = tuple[Hashable, ...]
 BINARY = PyFormat.BINARY
@@ -33,6 +33,8 @@ def _kind(value: Any) -> Hashable:
         return "increment"
     if isinstance(value, Append):
         return "append"
+    if isinstance(value, Merge):
+        return "merge"
     return None
 
 
@@ -54,6 +56,10 @@ def params(row: Row) -> list[Any]:
     """The row's parameters, in the order of its shape's placeholders."""
     if row.op == "delete":
         return list(row.key.values())
+    if row.op == "inherit":
+        (inherit,) = row.values.values()
+        assert isinstance(inherit, Inherit)
+        return [*row.key.values(), inherit.source]
     if row.op in ("insert", "upsert"):
         values = (*row.key.values(), *row.values.values())
         return [v.key if isinstance(v, Lookup) else _adapt(v) for v in values]
@@ -63,6 +69,8 @@ def params(row: Row) -> list[Any]:
             out.append(value.by)
         elif isinstance(value, Append):
             out.append(value.item)
+        elif isinstance(value, Merge):
+            out.append(Jsonb(value.item))
         else:
             out.append(_adapt(value))
     return out + list(row.key.values())
@@ -78,6 +86,8 @@ def statement(row: Row, suffix: str = "") -> str:
 
 
 def _on_conflict(row: Row) -> Composed:
+    if not row.values:
+        return Composed([SQL(" ON CONFLICT DO NOTHING")])
     return SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
         SQL(", ").join(Identifier(c) for c in row.key),
         SQL(", ").join(
@@ -100,6 +110,21 @@ def render(row: Row, suffix: str = "") -> Composed:
     where = SQL(" AND ").join(SQL("{} = {}").format(Identifier(k), Placeholder()) for k in row.key)
     if row.op == "delete":
         return SQL("DELETE FROM {} WHERE {}").format(table, where)
+    if row.op == "inherit":
+        ((column, inherit),) = row.values.items()
+        assert isinstance(inherit, Inherit)
+        return SQL(
+            "INSERT INTO {} ({}, {}) SELECT {}, {} FROM {} WHERE {} = {} ON CONFLICT DO NOTHING"
+        ).format(
+            table,
+            SQL(", ").join(Identifier(k) for k in row.key),
+            Identifier(column),
+            SQL(", ").join(Placeholder() for _ in row.key),
+            Identifier(column),
+            table,
+            Identifier(inherit.column),
+            Placeholder(),
+        )
     if row.op in ("insert", "upsert"):
         cols = {**row.key, **row.values}
         statement = SQL("INSERT INTO {} ({}) VALUES ({})").format(
@@ -117,9 +142,19 @@ def render(row: Row, suffix: str = "") -> Composed:
             sets.append(SQL("{} = {} + {}").format(col, col, Placeholder()))
         elif isinstance(value, Append):
             sets.append(SQL("{} = array_append({}, {})").format(col, col, Placeholder()))
+        elif isinstance(value, Merge):
+            sets.append(SQL("{} = {}").format(col, _merged(col, Placeholder())))
         else:
             sets.append(SQL("{} = {}").format(col, Placeholder()))
     return SQL("UPDATE {} SET {} WHERE {}").format(table, SQL(", ").join(sets), where)
+
+
+def _merged(column: Identifier | Composed, value: Any) -> Composed:
+    """The jsonb `column` with the keys of `value` it already has set to their new values."""
+    return SQL(
+        "{} || (SELECT coalesce(jsonb_object_agg(e.key, e.value), '{{}}') "
+        "FROM jsonb_each({}) AS e WHERE {} ? e.key)"
+    ).format(column, value, column)
 
 
 def write_rows(curs: Cursor[DictRow], rows: Sequence[Row], suffix: str = "") -> None:
@@ -139,6 +174,8 @@ def _segments(rows: Sequence[Row]) -> list[list[Row]]:
     looked_up: set[str] = set()
     for row in rows:
         reads = {v.table for v in row.values.values() if isinstance(v, Lookup)}
+        if row.op == "inherit":
+            reads.add(row.table)
         if row.table in looked_up or reads & written:
             segments.append([])
             written, looked_up = set(), set()
@@ -208,6 +245,8 @@ def _batched_statement(curs: Cursor[DictRow], row: Row, suffix: str) -> str | No
     """The statement that writes many rows of this shape from one array per column (None when
     a column holds arrays itself: those rows go one by one)."""
     key = (*shape(row, suffix), "batch")
+    if row.op == "inherit":
+        return None
     if key in _statements:
         return _statements[key] or None
     table = row.table + suffix
@@ -246,6 +285,13 @@ def _batched_statement(curs: Cursor[DictRow], row: Row, suffix: str) -> str | No
                 sets.append(SQL("{} = t.{} + u.{}").format(col, col, column[name]))
             elif isinstance(value, Append):
                 sets.append(SQL("{} = array_append(t.{}, u.{})").format(col, col, column[name]))
+            elif isinstance(value, Merge):
+                target_col = SQL("t.{}").format(col)
+                sets.append(
+                    SQL("{} = {}").format(
+                        col, _merged(target_col, SQL("u.{}").format(column[name]))
+                    )
+                )
             else:
                 sets.append(SQL("{} = u.{}").format(col, column[name]))
         sql = SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(

@@ -172,6 +172,33 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         )["id"]
         for number in numbers[:2]
     ]
+    communications = [
+        post(
+            f"/incidents/{number}/communications",
+            {
+                "communication_type": "status_update",
+                "recipient_type": "internal",
+                "delivery_method": "email",
+                "delivery_status": "sent",
+                "message_content": "on it",
+            },
+            manager,
+        )["id"]
+        for number in numbers[:2]
+    ]
+    attachments = [
+        post(
+            f"/incidents/{number}/attachments",
+            {
+                "file_name": "trace.txt",
+                "file_url": "https://files.example.test/trace.txt",
+                "file_type": "text/plain",
+                "file_size_bytes": 10,
+            },
+            manager,
+        )["id"]
+        for number in numbers[:2]
+    ]
     keys = [post(f"/users/{user}/api-keys", {})["extra"]["key_id"] for user in users]
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
@@ -184,6 +211,8 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "incident": numbers + [incident["id"] for incident in incidents],
             "escalation": escalations,
             "work_note": notes,
+            "communication": communications,
+            "attachment": attachments,
         },
     )
 

@@ -226,10 +226,10 @@ def test_timeline_rows_insert_entry_and_link_when_opened(world: World) -> None:
     assert changes["title"] == [None, "Checkout latency"]
     assert changes["severity"] == [None, "P3"]
     assert "assessment" not in changes  # absent values are not shown as changes
-    link = only(rows, "timeline_link")
+    link = only(rows, "timeline_links")
     assert (link.key, link.values, link.op) == (
-        {"record_id": world.incident},
-        {"incident_id": world.incident},
+        {"record_id": world.incident, "root_id": world.incident},
+        {},
         "upsert",
     )
 

@@ -1,0 +1,88 @@
+"""What GET answers for each record type: the record's state (`Aggregate.state()`), typed for
+the OpenAPI document. The models forbid unknown fields, so a state the model does not describe
+fails the tests instead of reaching a client undocumented."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RecordState(BaseModel):
+    """Every record: its id, its version (its ETag), when it was first and last recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID
+    version: int
+    created_at: datetime = Field(description="When the ledger recorded its first event.")
+    updated_at: datetime = Field(description="When the ledger recorded its latest event.")
+
+
+class UserRecord(RecordState):
+    first_name: str
+    last_name: str
+    email: str
+    role: str
+    timezone: str
+    status: str
+    client_id: UUID | None
+
+
+class ClientRecord(RecordState):
+    client_name: str
+    registration_number: str
+    company_type: str
+    support_coverage: str
+    preferred_communication: str
+    primary_address: str | None
+    status: str
+
+
+class ConfigurationItemRecord(RecordState):
+    ci_name: str
+    ci_type: str
+    environment: str
+    operational_status: str
+    responsible_owner: UUID | None
+    client_ids: list[UUID]
+
+
+class EscalationRecord(RecordState):
+    incident_id: UUID
+    escalated_from: UUID | None
+    escalated_to: UUID
+    reason: str
+    status: str
+
+
+class WorkNoteRecord(RecordState):
+    incident_id: UUID | None
+    problem_id: UUID | None
+    note_type: str
+    note_text: str
+
+
+class CommunicationRecord(RecordState):
+    incident_id: UUID | None
+    problem_id: UUID | None
+    communication_type: str
+    recipient_type: str
+    sender: UUID | None
+    recipient: UUID | None
+    delivery_method: str
+    delivery_status: str
+    message_content: str
+
+
+class AttachmentRecord(RecordState):
+    reference_type: str
+    reference_id: UUID
+    incident_id: UUID | None
+    file_name: str
+    file_url: str
+    file_type: str
+    file_size_bytes: int
+    sha256: str | None
