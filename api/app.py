@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.audit import router as audit_router
 from api.deps import storable_parameters
 from api.limits import BodyLimit
 from api.queries import router as query_router
@@ -95,5 +96,6 @@ def create_app(
     app.include_router(query_router)
     app.include_router(user_router)
     app.include_router(records_router())
+    app.include_router(audit_router)
     app.include_router(command_router())
     return app

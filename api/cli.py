@@ -1,4 +1,5 @@
-"""The `incident-ledger` command: serve, migrate, projector, projections rebuild/status, verify."""
+"""The `incident-ledger` command: serve, migrate, projector, projections rebuild/status, and the
+auditors' verify, checkpoint, export, keygen (api/cli_audit.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.cli_audit import add_commands
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -234,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also look for new events this often, in seconds (default: "
         "INCIDENT_LEDGER_PROJECTOR_POLL_SECONDS, 1); appends wake it at once",
     )
+    add_commands(add)
     return parser
 
 

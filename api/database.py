@@ -32,7 +32,7 @@ from api.roles import (
     schema_statements,
 )
 from api.settings import Settings
-from api.store import EXTRA_CONNINFO, LedgerPostgresFactory
+from api.store import CHAIN_FUNCTION, CHAIN_TABLE, EXTRA_CONNINFO, LedgerPostgresFactory
 from domain.ledger import IncidentLedger
 from projections.postgres import Projections
 
@@ -291,6 +291,9 @@ def _migrate_locked(conn: psycopg.Connection[Any], db: Database, roles: ServiceR
     with conn.transaction():
         for statement in ours:
             conn.execute(statement)
+        chained = chain_unchained(conn)
+        if chained:
+            log.info("hash chain: %d earlier events chained", chained)
         conn.execute(
             SQL("INSERT INTO {} (version, fingerprint) VALUES (%s, %s)").format(
                 Identifier(SCHEMA_TABLE)
@@ -304,6 +307,23 @@ def _migrate_locked(conn: psycopg.Connection[Any], db: Database, roles: ServiceR
         roles.projector.role,
     )
     return True
+
+
+def chain_unchained(conn: psycopg.Connection[Any]) -> int:
+    """Chain the events stored before the hash chain existed (under the append's lock). Once
+    the chain has begun, an event outside it was not appended by the ledger: verify names it."""
+    events, chain = Identifier(EVENTS_TABLE), Identifier(CHAIN_TABLE)
+    conn.execute(SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+    row = conn.execute(
+        SQL(
+            "SELECT array_agg(notification_id ORDER BY notification_id) FROM {} "
+            "WHERE NOT EXISTS (SELECT 1 FROM {})"
+        ).format(events, chain)
+    ).fetchone()
+    ids = row[0] if row and row[0] else []
+    if ids:
+        conn.execute(SQL("SELECT {}(%s::bigint[])").format(Identifier(CHAIN_FUNCTION)), (ids,))
+    return len(ids)
 
 
 def current_schema(conn: psycopg.Connection[Any]) -> tuple[int, str] | None:

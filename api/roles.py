@@ -22,13 +22,13 @@ import psycopg
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from api.settings import Settings
-from api.store import COMMANDS_TABLE, IDEMPOTENCY_TABLE
+from api.store import CHAIN_TABLE, COMMANDS_TABLE, IDEMPOTENCY_TABLE
 from projections.views import VIEW_TABLES
 
 EVENTS_TABLE = "incidentledger_events"
 SCHEMA_TABLE = "ledger_schema"
 PASSWORD_FILE = "role-passwords.json"
-IMMUTABLE_TABLES = (EVENTS_TABLE, COMMANDS_TABLE)
+IMMUTABLE_TABLES = (EVENTS_TABLE, COMMANDS_TABLE, CHAIN_TABLE)
 """The ledger's own records: triggers refuse UPDATE, DELETE and TRUNCATE for everyone."""
 
 
@@ -160,13 +160,15 @@ def schema_statements(roles: ServiceRoles, server_version: int) -> list[SQL | Co
     lock_privilege = SQL("MAINTAIN") if server_version >= 170000 else SQL("UPDATE")
     statements += [
         SQL("GRANT USAGE ON SCHEMA public TO {}").format(both),
-        SQL("REVOKE ALL ON {}, {}, {} FROM {}").format(
-            events, idempotency, Identifier(COMMANDS_TABLE), both
+        SQL("REVOKE ALL ON {}, {}, {}, {} FROM {}").format(
+            events, idempotency, Identifier(COMMANDS_TABLE), Identifier(CHAIN_TABLE), both
         ),
         SQL("GRANT SELECT, INSERT, {} ON {} TO {}").format(lock_privilege, events, api),
         SQL("GRANT SELECT ON {} TO {}").format(events, projector),
         SQL("GRANT SELECT, INSERT, DELETE ON {} TO {}").format(idempotency, api),
         SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(COMMANDS_TABLE), api),
+        SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(CHAIN_TABLE), api),
+        SQL("GRANT SELECT ON {} TO {}").format(Identifier(CHAIN_TABLE), projector),
         *(
             SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                 Identifier(f"{IDEMPOTENCY_TABLE}_{t}"), idempotency

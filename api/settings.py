@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         "unset = embedded PostgreSQL.",
     )
     data_dir: Path = Field(default=Path(".incident-ledger"))
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) that `incident-ledger checkpoint` signs with; "
+        "kept outside the database (make one with `incident-ledger keygen`).",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     admin_key: SecretStr | None = Field(

@@ -32,6 +32,8 @@ from domain.idempotency import IDEMPOTENCY_TTL
 IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
 COMMANDS_TABLE = "ledger_commands"
 GUARD_FUNCTION = "incident_ledger_assert_versions"
+CHAIN_TABLE = "ledger_event_chain"
+CHAIN_FUNCTION = "incident_ledger_chain"
 EXTRA_CONNINFO = "POSTGRES_EXTRA_CONNINFO"
 """Environment key: libpq parameters beyond the library's five (sslmode, sslrootcert, ...)."""
 MAX_APPEND_BYTES = 512 * 1024
@@ -66,6 +68,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self._guard = SQL("SELECT {}.{}(%s::uuid[], %s::int[])").format(
             schema, Identifier(GUARD_FUNCTION)
         )
+        chain = SQL("{}.{}").format(schema, Identifier(CHAIN_TABLE))
+        self._chain = SQL("SELECT {}.{}(%s::bigint[])").format(schema, Identifier(CHAIN_FUNCTION))
         self.sql_create_statements.extend(
             [
                 SQL(
@@ -98,6 +102,39 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     END $$"""
                 ).format(
                     schema, Identifier(GUARD_FUNCTION), schema, Identifier(self.events_table_name)
+                ),
+                # The hash chain (api/integrity.py): each event's hash covers its stored bytes and
+                # the previous event's hash; written by the append, under its table lock, so the
+                # chain's order is the notification order.
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (notification_id bigint PRIMARY KEY, "
+                    "hash bytea NOT NULL)"
+                ).format(chain),
+                SQL(
+                    """CREATE OR REPLACE FUNCTION {}.{}(ids bigint[])
+                    RETURNS void LANGUAGE plpgsql AS $$
+                    DECLARE previous bytea; r record;
+                    BEGIN
+                      SELECT c.hash INTO previous FROM {} c
+                      ORDER BY c.notification_id DESC LIMIT 1;
+                      previous := coalesce(previous, ''::bytea);
+                      FOR r IN SELECT e.notification_id, e.originator_id, e.originator_version,
+                                      convert_to(e.topic, 'UTF8') AS topic, e.state
+                               FROM {}.{} e WHERE e.notification_id = ANY(ids)
+                               ORDER BY e.notification_id LOOP
+                        previous := sha256(previous || int8send(r.notification_id)
+                          || uuid_send(r.originator_id) || int4send(r.originator_version::int)
+                          || int4send(octet_length(r.topic)) || r.topic || r.state);
+                        INSERT INTO {} (notification_id, hash) VALUES (r.notification_id, previous);
+                      END LOOP;
+                    END $$"""
+                ).format(
+                    schema,
+                    Identifier(CHAIN_FUNCTION),
+                    chain,
+                    schema,
+                    Identifier(self.events_table_name),
+                    chain,
                 ),
             ]
         )
@@ -158,6 +195,8 @@ class LedgerRecorder(PostgresApplicationRecorder):
         # Written after the events (same transaction), so they know the command's position.
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         position = ids[-1] if ids else None
+        if ids:
+            curs.execute(self._chain, (list(ids),), prepare=False)
         if command is not None:
             curs.execute(
                 SQL("INSERT INTO {} (command_id, outcome, position) VALUES (%s, %s, %s)").format(
