@@ -37,6 +37,7 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -127,6 +128,24 @@ ROUTES = [
         path_fields={"incident": "reference"},
     ),
     CommandRoute("POST", "/attachments", AddAttachment, "attachments", 201),
+    # Problems (SOP 6-9) and the records on them
+    CommandRoute("POST", "/problems", OpenProblem, "problems", 201),
+    CommandRoute("PATCH", "/problems/{problem}", UpdateProblem, "problems"),
+    CommandRoute("POST", "/problems/{problem}/incidents", LinkIncidentToProblem, "problems"),
+    CommandRoute("POST", "/problems/{problem}/configuration-items", LinkCIToProblem, "problems"),
+    CommandRoute("POST", "/problems/{problem}/work-notes", AddWorkNote, "work notes", 201),
+    CommandRoute(
+        "POST", "/problems/{problem}/communications", SendCommunication, "communications", 201
+    ),
+    CommandRoute(
+        "POST",
+        "/problems/{problem}/attachments",
+        AddAttachment,
+        "attachments",
+        201,
+        fixed={"reference_type": "problem"},
+        path_fields={"problem": "reference"},
+    ),
 ]
 
 

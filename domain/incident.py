@@ -321,3 +321,24 @@ class Incident(Aggregate):
     @event(ConfigurationItemLinked)
     def _ci_linked(self, meta: Meta, ci_id: UUID) -> None:
         self.ci_ids.append(ci_id)
+
+    # --- problem link (SOP 6, 8; SOP 2.2 step 2) ------------------------------------------------
+    # An incident links to at most one problem; the problem side records `Problem.IncidentLinked`
+    # in the same append (domain/handlers/problem.py).
+
+    def link_to_problem(self, meta: Meta, problem_id: UUID) -> None:
+        require(
+            self.problem_id is None,
+            "incident.already_linked",
+            f"Incident {self.number} is already linked to a problem ({self.problem_id}); an "
+            "incident links to at most one problem.",
+            problem_id=str(self.problem_id),
+        )
+        self._linked_to_problem(meta, problem_id)
+
+    class LinkedToProblem(Aggregate.Event):
+        problem_id: UUID
+
+    @event(LinkedToProblem)
+    def _linked_to_problem(self, meta: Meta, problem_id: UUID) -> None:
+        self.problem_id = problem_id

@@ -12,28 +12,38 @@ from domain.context import Context, Decision, entry, outcome
 from domain.errors import NotFound
 from domain.escalation import Escalate, Escalation, UpdateEscalationStatus
 from domain.incident import Incident
+from domain.problem import Problem
 from domain.report import IncidentReport
 from domain.work_note import AddWorkNote, IncidentOrProblem, NoteType, UpdateWorkNote, WorkNote
 
-# Records an attachment may reference; the others (problem, change, RCA, PIR) arrive with
+# Records an attachment may reference; the others (change, RCA, PIR) arrive with
 # their own aggregates, and until then no such record exists.
 ATTACHABLE: dict[ReferenceType, type[Aggregate]] = {
     ReferenceType.INCIDENT: Incident,
     ReferenceType.COMMUNICATION: Communication,
     ReferenceType.REPORT: IncidentReport,
+    ReferenceType.PROBLEM: Problem,
 }
 
 
-def _after_detection(ctx: Context, incident_id: UUID | None) -> None:
-    """A step on a record of an incident cannot be dated before the incident was detected."""
+def _after_detection(
+    ctx: Context, incident_id: UUID | None, problem_id: UUID | None = None
+) -> None:
+    """A step on a record of an incident (or a problem) cannot be dated before the incident (the
+    problem) was detected."""
     if incident_id is not None:
         incident = ctx.find(Incident, incident_id, "incident")
         ctx.not_before(incident.detection_time, f"the detection of {incident.number}")
+    if problem_id is not None:
+        problem = ctx.find(Problem, problem_id, "problem")
+        ctx.not_before(problem.detected_at, f"the detection of {problem.number}")
 
 
 def _parent(cmd: IncidentOrProblem, ctx: Context) -> tuple[UUID | None, UUID | None]:
     if cmd.problem is not None:
-        raise NotFound("problem.not_found", f"No problem {cmd.problem}.")
+        problem = ctx.find(Problem, cmd.problem, "problem")
+        ctx.not_before(problem.detected_at, f"the detection of {problem.number}")
+        return None, problem.id
     found = ctx.find(Incident, cmd.incident or "", "incident")
     ctx.not_before(found.detection_time, f"the detection of {found.number}")
     return found.id, None
@@ -87,7 +97,7 @@ def add_work_note(cmd: AddWorkNote, ctx: Context) -> Decision:
 
 def update_work_note(cmd: UpdateWorkNote, ctx: Context) -> Decision:
     note = ctx.address(ctx.find(WorkNote, cmd.work_note, "work_note"), cmd.expected_version)
-    _after_detection(ctx, note.incident_id)
+    _after_detection(ctx, note.incident_id, note.problem_id)
     note.update_text(ctx.meta, cmd.note_text)
     return outcome(note), [note]
 
@@ -120,7 +130,8 @@ def add_attachment(cmd: AddAttachment, ctx: Context) -> Decision:
     incident_id = (
         record.id if isinstance(record, Incident) else getattr(record, "incident_id", None)
     )
-    _after_detection(ctx, incident_id)
+    problem_id = record.id if isinstance(record, Problem) else getattr(record, "problem_id", None)
+    _after_detection(ctx, incident_id, problem_id)
     attachment = Attachment(
         meta=ctx.meta,
         reference_type=cmd.reference_type,

@@ -36,6 +36,7 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 from tests.conftest import Actor
@@ -62,6 +63,7 @@ class Records:
     escalation: str
     work_note: str
     api_key: str  # the key id of a key issued to `user`
+    problem: str  # its number
 
     def allowed(self, route: CommandRoute) -> Actor:
         """An actor whose role may issue the route's command."""
@@ -112,7 +114,16 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
     api_key = _created(client.post(f"/users/{user}/api-keys", json={}, headers=admin.headers))[
         "extra"
     ]["key_id"]
-    return Records(actors, user, client_id, ci, incident, detected, escalation, note, api_key)
+    problem = _created(
+        client.post(
+            "/problems",
+            json=_problem_body(manager.id, detected.isoformat()),
+            headers=manager.headers,
+        )
+    )["number"]
+    return Records(
+        actors, user, client_id, ci, incident, detected, escalation, note, api_key, problem
+    )
 
 
 def _client_body() -> dict[str, Any]:
@@ -144,6 +155,16 @@ def _incident_body(reporter: str, detection_time: str) -> dict[str, Any]:
         "reported_by": reporter,
         "detection_time": detection_time,
         "severity": "P4",
+    }
+
+
+def _problem_body(assignee: str, detected_at: str) -> dict[str, Any]:
+    return {
+        "title": "Pool exhaustion",
+        "description": "connections leak under load",
+        "category": "database",
+        "assigned_to": assignee,
+        "detected_at": detected_at,
     }
 
 
@@ -197,8 +218,26 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
             "file_type": "text/plain",
             "file_size_bytes": 12,
         },
+        OpenProblem: _problem_body(manager, rec.detection_time.isoformat()),
+        UpdateProblem: {"problem": rec.problem, "title": "Renamed"},
+        LinkIncidentToProblem: {"problem": rec.problem, "incident": rec.incident},
+        LinkCIToProblem: {"problem": rec.problem, "configuration_item": rec.configuration_item},
     }
     return dict(bodies[command])
+
+
+def _on_problem(route: CommandRoute, body: dict[str, Any], rec: Records) -> dict[str, Any]:
+    """A note, communication or attachment body made for an incident, moved to the problem a
+    `/problems/{problem}/...` route names."""
+    if not route.path.startswith("/problems/{problem}/") or route.command not in (
+        AddWorkNote,
+        SendCommunication,
+        AddAttachment,
+    ):
+        return body
+    if route.command is AddAttachment:
+        return body | {"reference_type": "problem", "reference": rec.problem}
+    return {k: v for k, v in body.items() if k != "incident"} | {"problem": rec.problem}
 
 
 def path_params(route: CommandRoute) -> list[str]:
@@ -207,7 +246,7 @@ def path_params(route: CommandRoute) -> list[str]:
 
 def request_for(route: CommandRoute, rec: Records, **changes: Any) -> tuple[str, dict[str, Any]]:
     """The route's URL (path filled from the command's fields) and its JSON body, with changes."""
-    full = valid_body(route.command, rec)
+    full = _on_problem(route, valid_body(route.command, rec), rec)
     url = route.path.format(**{p: full[route.path_fields.get(p, p)] for p in path_params(route)})
     fields = body_model(route).model_fields
     return url, {k: v for k, v in full.items() if k in fields} | changes

@@ -77,6 +77,8 @@ BODY_FIELDS = {
     "configuration_item": "configuration_item",
     "configuration_items": "configuration_item",
     "reference": "incident",
+    "incident": "incident",
+    "incidents": "incident",
 }
 """Body fields that name a record, and the pool of real records that fills them."""
 _emails = itertools.count()
@@ -200,6 +202,20 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         for number in numbers[:2]
     ]
     keys = [post(f"/users/{user}/api-keys", {})["extra"]["key_id"] for user in users]
+    problems = [
+        post(
+            "/problems",
+            {
+                "title": f"Fuzz problem {n}",
+                "description": "opened for the fuzzer",
+                "category": "software",
+                "assigned_to": users[n % 2],
+                "detected_at": detected,
+            },
+            manager,
+        )
+        for n in range(2)
+    ]
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -213,6 +229,7 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "work_note": notes,
             "communication": communications,
             "attachment": attachments,
+            "problem": [p["number"] for p in problems] + [p["id"] for p in problems],
         },
     )
 

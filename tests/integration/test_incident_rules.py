@@ -1011,7 +1011,7 @@ def test_add_attachment_refused_when_sha256_malformed(
         ("change", "CHG0000001"),
         ("rca", "RCA0000001"),
         ("pir", str(uuid4())),
-        ("problem", "PRB0000001"),
+        ("problem", "PRB9999999"),
         ("communication", str(uuid4())),
         ("report", "RPT9999999"),
     ],
