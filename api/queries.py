@@ -17,9 +17,11 @@ from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.read_models import Health, IncidentPage, IncidentState, Timeline
-from domain.errors import InvalidInput, NotFound
+from api.read_models import Health, IncidentPage, IncidentState, ProblemTimeline, Timeline
+from domain.base import Role
+from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.incident import Incident
+from domain.problem import Problem
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
 
@@ -251,8 +253,49 @@ def get_timeline(
     format: Literal["json", "csv"] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
     found = scope.incident(incident)
+    return _timeline(service, wanted, response, format, found.id, found.number, "incident")
+
+
+@router.get(
+    "/problems/{problem}/timeline",
+    tags=["audit"],
+    summary="Audit timeline of a problem: its events, its notes and communications, and each "
+    "incident's link to it",
+    response_model=None,
+    responses={
+        **VIEW_RESPONSES,
+        200: {
+            "model": ProblemTimeline,
+            "description": "The timeline: JSON, or CSV with `format=csv`.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def get_problem_timeline(
+    problem: str,
+    service: ServiceDep,
+    user: CurrentUser,
+    response: Response,
+    wanted: MinPosition,
+    format: Literal["json", "csv"] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    if user.role == Role.CLIENT_CONTACT:
+        raise Forbidden("role.forbidden", "A client contact may read only their incidents.")
+    found = service.ledger.find(Problem, problem, "problem")
+    return _timeline(service, wanted, response, format, found.id, found.number, "problem")
+
+
+def _timeline(
+    service: ServiceDep,
+    wanted: int | None,
+    response: Response,
+    format: str,
+    root_id: UUID,
+    number: str,
+    kind: str,
+) -> dict[str, Any] | PlainTextResponse:
     with service.read_view("timeline", wanted) as (curs, position):
-        entries = incident_timeline(curs, found.id)
+        entries = incident_timeline(curs, root_id)
     response.headers[VIEW_POSITION] = str(position)
     if format == "csv":
         out = io.StringIO()
@@ -264,8 +307,8 @@ def get_timeline(
             out.getvalue(),
             media_type="text/csv",
             headers={
-                "Content-Disposition": f'attachment; filename="{found.number}-timeline.csv"',
+                "Content-Disposition": f'attachment; filename="{number}-timeline.csv"',
                 VIEW_POSITION: str(position),
             },
         )
-    return {"incident": found.number, "incident_id": str(found.id), "entries": entries}
+    return {kind: number, f"{kind}_id": str(root_id), "entries": entries}

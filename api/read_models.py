@@ -85,6 +85,12 @@ class Timeline(BaseModel):
     entries: list[TimelineEntry]
 
 
+class ProblemTimeline(BaseModel):
+    problem: str
+    problem_id: UUID
+    entries: list[TimelineEntry]
+
+
 class ViewError(BaseModel):
     """The event a view stopped before, and why."""
 

@@ -86,3 +86,18 @@ class AttachmentRecord(RecordState):
     file_type: str
     file_size_bytes: int
     sha256: str | None
+
+
+class ProblemRecord(RecordState):
+    number: str
+    title: str
+    description: str
+    category: str
+    status: str
+    reported_by: UUID
+    assigned_to: UUID
+    detected_at: datetime
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    incident_ids: list[UUID] = Field(description="Incidents linked to this problem.")
+    ci_ids: list[UUID] = Field(description="Configuration items linked to this problem.")

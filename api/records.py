@@ -22,6 +22,7 @@ from api.record_models import (
     CommunicationRecord,
     ConfigurationItemRecord,
     EscalationRecord,
+    ProblemRecord,
     RecordState,
     UserRecord,
     WorkNoteRecord,
@@ -33,6 +34,7 @@ from domain.communication import Communication
 from domain.configuration_item import ConfigurationItem
 from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.escalation import Escalation
+from domain.problem import Problem
 from domain.user import User
 from domain.work_note import WorkNote
 from projections.queries import BadQuery, list_records
@@ -83,6 +85,15 @@ COLLECTIONS = [
         ConfigurationItemRecord,
         "configuration items",
         ("ci_name", "ci_type", "environment", "operational_status", "responsible_owner"),
+    ),
+    Collection(
+        "/problems",
+        Problem,
+        "problem",
+        ProblemRecord,
+        "problems",
+        ("number", "title", "category", "status", "reported_by", "assigned_to"),
+        ("detected_at",),
     ),
     Collection(
         "/escalations",

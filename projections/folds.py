@@ -118,6 +118,8 @@ def incident_rows(event: DomainEvent) -> list[Row]:
             return [Row("incident_view", key, {"severity": severity.value} | common)]
         case Incident.ConfigurationItemLinked(ci_id=ci_id):
             return [Row("incident_view", key, {"ci_ids": Append(ci_id)} | common)]
+        case Incident.LinkedToProblem(problem_id=problem_id):
+            return [Row("incident_view", key, {"problem_id": problem_id} | common)]
     return []
 
 

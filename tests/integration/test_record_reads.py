@@ -245,3 +245,59 @@ def test_the_view_holds_each_records_filterable_fields_as_the_record_does(
             assert row["fields"].get(name) == state[name], (row["record_type"], name)
         checked += 1
     assert checked >= len(records) - 1
+
+
+def test_a_problem_reads_back_lists_and_has_a_timeline_with_its_incidents_links(
+    client: TestClient, manager: Actor, open_incident: Callable[..., dict[str, Any]]
+) -> None:
+    first, second = open_incident(), open_incident()
+    opened = client.post(
+        "/problems",
+        json={
+            "title": "Pool exhaustion",
+            "description": "connections leak under load",
+            "category": "database",
+            "assigned_to": manager.id,
+            "incidents": [first["number"]],
+        },
+        headers=manager.headers,
+    )
+    assert opened.status_code == 201, opened.text
+    problem = opened.json()
+    assert opened.headers["Location"] == f"/problems/{problem['id']}"
+    linked = client.post(
+        f"/problems/{problem['number']}/incidents",
+        json={"incident": second["id"]},
+        headers=manager.headers,
+    )
+    assert linked.status_code == 200, linked.text
+    position = {"Ledger-Min-Position": str(linked.json()["position"])}
+    record = client.get(f"/problems/{problem['number']}", headers=manager.headers).json()
+    assert record == state_of(linked.json(), record)
+    assert record["incident_ids"] == [first["id"], second["id"]]
+    listed = client.get(
+        "/problems", params={"category": "database", "status": "open"},
+        headers=manager.headers | position,
+    ).json()  # fmt: skip
+    assert problem["id"] in [p["id"] for p in listed["items"]]
+    incidents = client.get(
+        "/incidents", params={"problem_id": problem["id"]}, headers=manager.headers | position
+    ).json()
+    assert {i["id"] for i in incidents["items"]} == {first["id"], second["id"]}
+    timeline = client.get(
+        f"/problems/{problem['id']}/timeline", headers=manager.headers | position
+    ).json()
+    types = [e["event_type"] for e in timeline["entries"]]
+    assert types.count("Problem.IncidentLinked") == 2
+    assert "Problem.Opened" in types
+    assert "WorkNote.Added" in types
+    assert "Incident.Opened" not in types  # an incident's own history stays on its timeline
+    on_incident = client.get(
+        f"/incidents/{second['id']}/timeline", headers=manager.headers | position
+    ).json()
+    linked_types = [e["event_type"] for e in on_incident["entries"]]
+    assert "Incident.LinkedToProblem" in linked_types
+    assert "Communication.Sent" in linked_types  # to the incident's manager, on both timelines
+    assert [e["position"] for e in on_incident["entries"]] == sorted(
+        e["position"] for e in on_incident["entries"]
+    )
