@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from api import errors
 from api.audit import router as audit_router
 from api.deps import storable_parameters
+from api.incident_reads import router as incident_router
 from api.limits import BodyLimit
 from api.queries import router as query_router
 from api.records import records_router
@@ -95,6 +96,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(query_router)
     app.include_router(user_router)
+    app.include_router(incident_router)
     app.include_router(records_router())
     app.include_router(audit_router)
     app.include_router(command_router())

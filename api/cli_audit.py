@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from api.integrity import (
     Stored,
@@ -155,6 +155,70 @@ def keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace, settings: Settings) -> int:
+    """A record's history as a story, from its events (never a view)."""
+    from datetime import datetime
+
+    from api.database import require_schema, resolve_database
+    from api.service import Service
+    from domain.base import Aggregate, DomainEvent
+    from domain.context import resolve
+    from domain.user import User
+    from projections.folds import changes_of
+
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
+    if as_of is not None and as_of.tzinfo is None:
+        print("--as-of needs a time zone, e.g. 2026-01-31T09:30:00Z", file=sys.stderr)
+        return 2
+    db = resolve_database(settings)
+    try:
+        require_schema(db)
+        service = Service.open(settings, db, roles=None)
+    except BaseException:
+        db.close()
+        raise
+    try:
+        ledger = service.ledger
+        record_id = resolve(args.record, "record")
+        events = cast(list[DomainEvent], list(ledger.events.get(record_id)))
+        if not events:
+            print(f"no record {args.record}", file=sys.stderr)
+            return 1
+        shown = 0
+        for event in events:
+            meta = event.meta
+            basis = event.timestamp if args.as_of_basis == "recorded" else meta.occurred_at
+            if as_of is not None and basis > as_of:
+                break
+            actor = ledger.get_or_none(meta.actor) if meta.actor else None
+            who = (
+                f"{actor.full_name} ({actor.role.value})"
+                if isinstance(actor, User)
+                else "the ledger"
+            )
+            changes = "; ".join(
+                f"{field}: {before!r} → {after!r}" if before is not None else f"{field}: {after!r}"
+                for field, (before, after) in changes_of(event).items()
+            )
+            print(
+                f"v{event.originator_version} {meta.occurred_at.isoformat()} "
+                f"(recorded {event.timestamp.isoformat()}) {who} — "
+                f"{type(event).__qualname__} via {meta.command}: {changes}",
+                flush=True,
+            )
+            shown += 1
+        if shown == 0:
+            print(f"{args.record} did not exist yet at {args.as_of}", file=sys.stderr)
+            return 1
+        state: Aggregate = ledger.repository.get(
+            record_id, version=events[shown - 1].originator_version
+        )
+        print(f"state after version {shown}: {json.dumps(state.state(), indent=2)}", flush=True)
+    finally:
+        service.close()
+    return 0
+
+
 def add_commands(add: Any) -> None:
     """Register the commands on the CLI's parser (`add(name, func, help)` → subparser)."""
     p = add(
@@ -179,6 +243,20 @@ def add_commands(add: Any) -> None:
         "Write every stored event with its chain hash as NDJSON (for verify --offline).",
     )
     p.add_argument("--events", required=True, metavar="FILE", help="the NDJSON file to write")
+    p = add(
+        "replay",
+        _with_settings(replay),
+        "Tell a record's history from its events: who did what, when, what changed; then its "
+        "state (as of a moment with --as-of).",
+    )
+    p.add_argument("record", help="the record's number (INC0000042) or id")
+    p.add_argument("--as-of", help="stop at this moment (ISO 8601 with a time zone)")
+    p.add_argument(
+        "--as-of-basis",
+        choices=["recorded", "occurred"],
+        default="recorded",
+        help="compare --as-of with when each event was recorded (default) or happened",
+    )
     p = add("keygen", _with_settings(keygen), "Make an Ed25519 key pair for checkpoints.")
     p.add_argument("--out", required=True, help="path prefix: writes PREFIX.pem, PREFIX.pub.pem")
 

@@ -17,10 +17,9 @@ from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.read_models import Health, IncidentPage, IncidentState, ProblemTimeline, Timeline
+from api.read_models import Health, IncidentPage, ProblemTimeline, Timeline
 from domain.base import Role
-from domain.errors import Forbidden, InvalidInput, NotFound
-from domain.incident import Incident
+from domain.errors import Forbidden, InvalidInput
 from domain.problem import Problem
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
 from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
@@ -67,32 +66,6 @@ VIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
 """A read served from a view may also wait for it, and give up (503)."""
 
 
-def incident_state(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": str(incident.id),
-        "number": incident.number,
-        "version": incident.version,
-        "title": incident.title,
-        "description": incident.description,
-        "category": incident.category,
-        "severity": incident.severity,
-        "impact": incident.impact,
-        "urgency": incident.urgency,
-        "status": incident.status,
-        "reported_by": str(incident.reported_by),
-        "assigned_to": str(incident.assigned_to) if incident.assigned_to else None,
-        "detection_time": incident.detection_time,
-        "acknowledged_at": incident.acknowledged_at,
-        "resolved_at": incident.resolved_at,
-        "closed_at": incident.closed_at,
-        "reopen_count": incident.reopen_count,
-        "problem_id": str(incident.problem_id) if incident.problem_id else None,
-        "configuration_items": [str(c) for c in incident.ci_ids],
-        "created_at": incident.created_on,
-        "updated_at": incident.modified_on,
-    }
-
-
 @router.get(
     "/health",
     tags=["service"],
@@ -121,34 +94,6 @@ def health(service: ServiceDep) -> dict[str, Any]:
 )
 def severity_assessment(assessment: SeverityAssessment, user: CurrentUser) -> SeverityDecision:
     return assess_severity(assessment)
-
-
-@router.get(
-    "/incidents/{incident}",
-    tags=["incidents"],
-    summary="An incident's current state",
-    response_model=IncidentState,
-    responses=READ_RESPONSES,
-)
-def get_incident(
-    incident: str,
-    service: ServiceDep,
-    scope: Scope,
-    response: Response,
-    as_of_version: Annotated[int | None, Query(ge=1, description="State at this version")] = None,
-) -> dict[str, Any]:
-    found = scope.incident(incident)  # in scope now: every earlier version is readable too
-    if as_of_version is not None:
-        if as_of_version > found.version:
-            raise NotFound(
-                "incident.version_not_found",
-                f"{found.number} is at version {found.version}; there is no version "
-                f"{as_of_version} yet.",
-                current_version=found.version,
-            )
-        found = service.ledger.repository.get(found.id, version=as_of_version)
-    response.headers["ETag"] = f'"{found.version}"'
-    return incident_state(found)
 
 
 @router.get(

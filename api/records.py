@@ -6,9 +6,10 @@ then shown as of the version the view matched)."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, cast, get_args
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
@@ -28,7 +29,7 @@ from api.record_models import (
     WorkNoteRecord,
 )
 from domain.attachment import Attachment
-from domain.base import Aggregate, Role
+from domain.base import Aggregate, DomainEvent, Role
 from domain.client import Client
 from domain.communication import Communication
 from domain.configuration_item import ConfigurationItem
@@ -37,7 +38,10 @@ from domain.escalation import Escalation
 from domain.problem import Problem
 from domain.user import User
 from domain.work_note import WorkNote
+from projections.folds import changes_of
 from projections.queries import BadQuery, list_records
+
+A = TypeVar("A", bound=Aggregate)
 
 
 @dataclass(frozen=True)
@@ -178,27 +182,138 @@ def _state(collection: Collection, found: Aggregate) -> dict[str, Any]:
     return collection.model.model_validate(found.state()).model_dump(mode="json")
 
 
+AsOfVersion = Annotated[
+    int | None, Query(ge=1, description="The record as it was at this version.")
+]
+AsOf = Annotated[
+    datetime | None,
+    Query(
+        description="The record as it was at this moment (ISO 8601), rebuilt from its events: "
+        "by default from the events recorded by then; with `as_of_basis=occurred`, from its "
+        "events (in order) up to the first that occurred after it."
+    ),
+]
+AsOfBasis = Annotated[
+    Literal["recorded", "occurred"],
+    Query(
+        description="recorded: when the ledger stored each event (what the ledger showed at "
+        "that moment); occurred: when each step happened in the world (backdated steps count "
+        "from when they happened)."
+    ),
+]
+
+
+def as_of_state(
+    service: ServiceDep,
+    found: A,
+    what: str,
+    version: int | None,
+    moment: datetime | None,
+    basis: str,
+) -> A:
+    """The record at a version, or as of a moment, rebuilt from its own events (never a view)."""
+    if version is not None and moment is not None:
+        raise InvalidInput("query.invalid", "Give as_of_version or as_of, not both.")
+    if moment is not None:
+        if moment.tzinfo is None:
+            raise InvalidInput("query.invalid", "as_of must carry its time zone (e.g. Z).")
+        version = 0
+        for event in cast(Iterable[DomainEvent], service.ledger.events.get(found.id)):
+            when = event.timestamp if basis == "recorded" else event.meta.occurred_at
+            if when > moment:
+                break
+            version = event.originator_version
+        if version == 0:
+            raise NotFound(
+                f"{what}.not_found_as_of",
+                f"The record did not exist yet at {moment.isoformat()} ({basis} time).",
+            )
+    if version is None or version == found.version:
+        return found
+    if version > found.version:
+        raise NotFound(
+            f"{what}.version_not_found",
+            f"The record is at version {found.version}; there is no version {version} yet.",
+            current_version=found.version,
+        )
+    return cast(A, service.ledger.repository.get(found.id, version=version))
+
+
+class RecordStep(BaseModel):
+    """One event of a record, and the record's state after it."""
+
+    version: int
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: UUID | None
+    command: str
+    command_id: UUID
+    changes: dict[str, Any] = Field(description="What it changed: field → [before, after].")
+    state: dict[str, Any] = Field(description="The record after this event.")
+
+
+def step_through(service: ServiceDep, record_id: UUID) -> list[dict[str, Any]]:
+    """Every event of one record, in order, each with the state it left (from the events)."""
+    aggregate: Any = None
+    steps = []
+    for event in cast(Iterable[DomainEvent], service.ledger.events.get(record_id)):
+        aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+        steps.append(
+            {
+                "version": event.originator_version,
+                "type": type(event).__qualname__,
+                "occurred_at": event.meta.occurred_at,
+                "recorded_at": event.timestamp,
+                "actor": event.meta.actor,
+                "command": event.meta.command,
+                "command_id": event.meta.command_id,
+                "changes": changes_of(event),
+                "state": aggregate.state(),
+            }
+        )
+    return steps
+
+
+def get_steps(collection: Collection) -> Any:
+    def endpoint(reading_service: ServiceDep, reader: CurrentUser, **path: str) -> Any:
+        ref = path[collection.what]
+        if not (collection.aggregate is User and ref == str(reader.id)):
+            _may_read(reader)
+        found: Aggregate = reading_service.ledger.find(collection.aggregate, ref, collection.what)
+        return step_through(reading_service, found.id)
+
+    base = inspect.signature(endpoint)
+    endpoint.__signature__ = base.replace(  # type: ignore[attr-defined]
+        parameters=[
+            inspect.Parameter(
+                collection.what,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[str, Path(description="Its id, or its number.")],
+            ),
+            *(p for p in base.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD),
+        ]
+    )
+    return endpoint
+
+
 def get_one(collection: Collection) -> Any:
     def endpoint(
         reading_service: ServiceDep,
         reader: CurrentUser,
         http_response: Response,
-        as_of_version: int | None = None,
+        as_of_version: AsOfVersion = None,
+        as_of: AsOf = None,
+        as_of_basis: AsOfBasis = "recorded",
         **path: str,
     ) -> dict[str, Any]:
         ref = path[collection.what]
         if not (collection.aggregate is User and ref == str(reader.id)):
             _may_read(reader)
         found: Aggregate = reading_service.ledger.find(collection.aggregate, ref, collection.what)
-        if as_of_version is not None:
-            if as_of_version > found.version:
-                raise NotFound(
-                    f"{collection.what}.version_not_found",
-                    f"The record is at version {found.version}; there is no version "
-                    f"{as_of_version} yet.",
-                    current_version=found.version,
-                )
-            found = reading_service.ledger.repository.get(found.id, version=as_of_version)
+        found = as_of_state(
+            reading_service, found, collection.what, as_of_version, as_of, as_of_basis
+        )
         http_response.headers["ETag"] = f'"{found.version}"'
         return _state(collection, found)
 
@@ -211,11 +326,6 @@ def get_one(collection: Collection) -> Any:
         ),
         *(p for p in base.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD),
     ]
-    params[-1] = params[-1].replace(
-        annotation=Annotated[
-            int | None, Query(ge=1, description="The record as it was at this version.")
-        ]
-    )
     endpoint.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
     return endpoint
 
@@ -331,6 +441,17 @@ def records_router() -> APIRouter:
             summary=f"One {collection.what.replace('_', ' ')}: its current state (or as of a "
             "version)",
             name=f"get_{collection.what}",
+            responses=VIEW_RESPONSES,
+        )
+        router.add_api_route(
+            f"{collection.path}/{{{collection.what}}}/events",
+            get_steps(collection),
+            methods=["GET"],
+            response_model=list[RecordStep],
+            tags=[collection.tag],
+            summary=f"Step through one {collection.what.replace('_', ' ')}'s events, each with "
+            "the state it left",
+            name=f"step_{collection.what}",
             responses=VIEW_RESPONSES,
         )
     return router
