@@ -10,23 +10,29 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg.sql import SQL, Identifier
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES
+from api.exports import export
 from api.integrity import Verdict, check, ledger_as_stored
+from api.queries import VIEW_POSITION, MinPosition
+from api.read_models import TimelineEntry
 from api.service import Service
 from api.store import CHAIN_TABLE
 from domain.base import DomainEvent, Role
-from domain.errors import Forbidden
+from domain.errors import Forbidden, InvalidInput
+from domain.user import User
 from projections.folds import payload
 
 router = APIRouter(tags=["audit"])
 RESPONSES: dict[int | str, dict[str, Any]] = {
     s: ERROR_RESPONSES[s] for s in (401, 403, 422, 429, 503)
 }
+"""The audit's reads name no record (no 404)."""
 AUDITORS = frozenset({Role.AUDITOR, Role.SYSTEM_ADMINISTRATOR})
 
 
@@ -173,3 +179,105 @@ def integrity(service: ServiceDep) -> dict[str, Any]:
     with ledger_as_stored(service.ledger.recorder) as stored:
         verdict: Verdict = check(stored)
     return verdict.as_dict()
+
+
+AUDIT_READERS = frozenset(
+    {Role.AUDITOR, Role.ANALYST, Role.SYSTEM_ADMINISTRATOR, Role.INCIDENT_MANAGER, Role.EXECUTIVE}
+)
+AUDIT_FIELDS = (
+    "position", "occurred_at", "recorded_at", "event_type", "record_type", "record_id",
+    "record_version", "actor_id", "actor_name", "actor_role", "command", "command_id",
+    "idempotency_key", "source", "changes",
+)  # fmt: skip
+
+
+class AuditPage(BaseModel):
+    items: list[TimelineEntry]
+    next_after: int = Field(description="Pass as `after` for the next page.")
+
+
+def audit_reader(user: CurrentUser) -> User:
+    if user.role not in AUDIT_READERS:
+        raise Forbidden("role.forbidden", f"Your role ({user.role.value}) may not read the audit.")
+    return user
+
+
+@router.get(
+    "/audit",
+    summary="Ledger-wide audit: every step by actor, event type, record type and period",
+    response_model=None,
+    responses={
+        **RESPONSES,
+        200: {
+            "model": AuditPage,
+            "description": "A page (JSON), or every matching entry streamed as CSV or NDJSON.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        },
+    },
+)
+def audit(
+    service: ServiceDep,
+    reader: Annotated[User, Depends(audit_reader)],
+    wanted: MinPosition,
+    actor: Annotated[str | None, Query(description="A user's id, or `me`.")] = None,
+    event_type: Annotated[str | None, Query(max_length=200)] = None,
+    record_type: Annotated[str | None, Query(max_length=100)] = None,
+    occurred_from: datetime | None = None,
+    occurred_to: datetime | None = None,
+    recorded_from: datetime | None = None,
+    recorded_to: datetime | None = None,
+    after: Annotated[int, Query(ge=0, description="Entries after this position.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
+    format: Literal["json", "csv", "ndjson"] = "json",
+) -> Any:
+    actor_id: UUID | None = None
+    if actor is not None:
+        try:
+            actor_id = reader.id if actor == "me" else UUID(actor)
+        except ValueError:
+            raise InvalidInput("query.invalid", "actor must be a user's id, or `me`.") from None
+    where = ["notification_id > %s"]
+    params: list[Any] = [after]
+    for column, value in (("actor_id", actor_id), ("event_type", event_type),
+                          ("record_type", record_type)):  # fmt: skip
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    for column, low, high in (
+        ("occurred_at", occurred_from, occurred_to),
+        ("recorded_at", recorded_from, recorded_to),
+    ):
+        if low is not None:
+            where.append(f"{column} >= %s")
+            params.append(low)
+        if high is not None:
+            where.append(f"{column} <= %s")
+            params.append(high)
+    query = (
+        "SELECT notification_id AS position, event_type, record_type, record_id, "
+        "record_version, actor_id, actor_name, actor_role, occurred_at, recorded_at, command, "
+        "command_id, idempotency_key, source, changes FROM timeline_entry WHERE "
+        + " AND ".join(where)
+        + " ORDER BY notification_id"
+    )
+    if wanted:
+        service.reader.wait_for("timeline", wanted, service.settings.read_wait_seconds)
+    if format == "json":
+        with service.read_view("timeline", None) as (curs, position):
+            curs.execute(query + " LIMIT %s", [*params, limit])
+            items = curs.fetchall()
+        return JSONResponse(
+            jsonable_encoder(
+                {"items": items, "next_after": items[-1]["position"] if items else after}
+            ),
+            headers={VIEW_POSITION: str(position)},
+        )
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with service.read_view("timeline", None) as (curs, _position):
+            yield from curs.stream(query, params)
+
+    return export(rows(), format, fields=AUDIT_FIELDS, filename="audit")

@@ -5,24 +5,29 @@ answer the view's position in `Ledger-View-Position`."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentUser, Scope, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody
+from api.exports import export
 from api.read_models import Health, IncidentPage, ProblemTimeline, Timeline
 from domain.base import Role
 from domain.errors import Forbidden, InvalidInput
 from domain.problem import Problem
 from domain.severity import SeverityAssessment, SeverityDecision, assess_severity
-from projections.queries import EXACT, RANGES, BadQuery, incident_timeline, list_incidents
+from projections.queries import (
+    EXACT,
+    RANGES,
+    BadQuery,
+    incident_timeline,
+    list_incidents,
+    stream_timeline,
+)
 
 router = APIRouter()
 VIEW_POSITION = "Ledger-View-Position"
@@ -184,8 +189,11 @@ TIMELINE_CSV_FIELDS = [
         **VIEW_RESPONSES,
         200: {
             "model": Timeline,
-            "description": "The timeline: JSON, or CSV with `format=csv`.",
-            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The timeline: JSON, or streamed CSV (`format=csv`) or NDJSON.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
         },
     },
 )
@@ -195,8 +203,8 @@ def get_timeline(
     scope: Scope,
     response: Response,
     wanted: MinPosition,
-    format: Literal["json", "csv"] = "json",
-) -> dict[str, Any] | PlainTextResponse:
+    format: Literal["json", "csv", "ndjson"] = "json",
+) -> Any:
     found = scope.incident(incident)
     return _timeline(service, wanted, response, format, found.id, found.number, "incident")
 
@@ -211,8 +219,11 @@ def get_timeline(
         **VIEW_RESPONSES,
         200: {
             "model": ProblemTimeline,
-            "description": "The timeline: JSON, or CSV with `format=csv`.",
-            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The timeline: JSON, or streamed CSV (`format=csv`) or NDJSON.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
         },
     },
 )
@@ -222,8 +233,8 @@ def get_problem_timeline(
     user: CurrentUser,
     response: Response,
     wanted: MinPosition,
-    format: Literal["json", "csv"] = "json",
-) -> dict[str, Any] | PlainTextResponse:
+    format: Literal["json", "csv", "ndjson"] = "json",
+) -> Any:
     if user.role == Role.CLIENT_CONTACT:
         raise Forbidden("role.forbidden", "A client contact may read only their incidents.")
     found = service.ledger.find(Problem, problem, "problem")
@@ -238,22 +249,23 @@ def _timeline(
     root_id: UUID,
     number: str,
     kind: str,
-) -> dict[str, Any] | PlainTextResponse:
-    with service.read_view("timeline", wanted) as (curs, position):
-        entries = incident_timeline(curs, root_id)
-    response.headers[VIEW_POSITION] = str(position)
-    if format == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=TIMELINE_CSV_FIELDS)
-        writer.writeheader()
-        for entry in entries:
-            writer.writerow({**entry, "changes": json.dumps(entry["changes"], sort_keys=True)})
-        return PlainTextResponse(
-            out.getvalue(),
-            media_type="text/csv",
-            headers={
-                "Content-Disposition": f'attachment; filename="{number}-timeline.csv"',
-                VIEW_POSITION: str(position),
-            },
-        )
-    return {kind: number, f"{kind}_id": str(root_id), "entries": entries}
+) -> Any:
+    if format == "json":
+        with service.read_view("timeline", wanted) as (curs, position):
+            entries = incident_timeline(curs, root_id)
+        response.headers[VIEW_POSITION] = str(position)
+        return {kind: number, f"{kind}_id": str(root_id), "entries": entries}
+    with service.read_view("timeline", wanted) as (_curs, position):
+        pass  # waits (or answers 503) now, before the streamed answer has begun
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with service.read_view("timeline", None) as (curs, _position):
+            yield from stream_timeline(curs, root_id)
+
+    return export(
+        rows(),
+        "csv" if format == "csv" else "ndjson",
+        fields=TIMELINE_CSV_FIELDS,
+        filename=f"{number}-timeline",
+        headers={VIEW_POSITION: str(position)},
+    )

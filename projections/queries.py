@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -111,19 +112,22 @@ def list_incidents(
     return rows, next_cursor
 
 
+TIMELINE_QUERY = """SELECT t.notification_id AS position, t.event_type, t.record_type,
+       t.record_id, t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
+       t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source, t.changes
+   FROM timeline_entry t JOIN timeline_links l ON l.record_id = t.record_id
+   WHERE l.root_id = %s ORDER BY t.notification_id"""
+"""Every event of an incident (or a problem) and of the records linked to it, in ledger order."""
+
+
 def incident_timeline(curs: Cursor[DictRow], root_id: UUID) -> list[dict[str, Any]]:
-    """Every event of the incident (or problem) and of the records linked to it, in ledger
-    order."""
-    curs.execute(
-        """SELECT t.notification_id AS position, t.event_type, t.record_type, t.record_id,
-                  t.record_version, t.actor_id, t.actor_name, t.actor_role, t.occurred_at,
-                  t.recorded_at, t.command, t.command_id, t.idempotency_key, t.source,
-                  t.changes
-           FROM timeline_entry t JOIN timeline_links l ON l.record_id = t.record_id
-           WHERE l.root_id = %s ORDER BY t.notification_id""",
-        (root_id,),
-    )
+    curs.execute(TIMELINE_QUERY, (root_id,))
     return list(curs.fetchall())
+
+
+def stream_timeline(curs: Cursor[DictRow], root_id: UUID) -> Iterator[dict[str, Any]]:
+    """The same, row by row as the server sends them."""
+    yield from curs.stream(TIMELINE_QUERY, (root_id,))
 
 
 def list_records(
