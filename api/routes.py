@@ -16,8 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
 from domain.api_key import IssueApiKey, RevokeApiKey
+from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
+from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -36,6 +38,7 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.rollback import RequestRollback, UpdateRollbackStatus
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -122,6 +125,13 @@ ROUTES = [
         path_fields={"incident": "reference"},
     ),
     CommandRoute("POST", "/attachments", AddAttachment, "attachments", 201),
+    # --- changes, rollbacks and approvals (SOP 12, 13, 19, 20) ---
+    CommandRoute("POST", "/changes", RequestChange, "changes", 201),
+    CommandRoute("POST", "/changes/{change}/status", UpdateChangeStatus, "changes"),
+    CommandRoute("POST", "/changes/{change}/rollbacks", RequestRollback, "rollbacks", 201),
+    CommandRoute("POST", "/rollbacks/{rollback}/status", UpdateRollbackStatus, "rollbacks"),
+    CommandRoute("POST", "/approvals", RequestApproval, "approvals", 201),
+    CommandRoute("POST", "/approvals/{approval}/decision", DecideApproval, "approvals"),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, cast
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -321,3 +321,29 @@ class Incident(Aggregate):
     @event(ConfigurationItemLinked)
     def _ci_linked(self, meta: Meta, ci_id: UUID) -> None:
         self.ci_ids.append(ci_id)
+
+    # --- approvals (issue 9: change, rollback and approval; SOP 19, 20) --------------------------
+    # Defaults for incidents whose closure was never approved (class attributes, so that this
+    # block needs no line in __init__).
+    closure_approved_by = cast("UUID | None", None)
+    closure_approval_id = cast("UUID | None", None)
+
+    def approve_closure(self, meta: Meta, approval_id: UUID, approved_by: UUID) -> None:
+        """A request to approve closing this incident was granted: the incident knows it."""
+        require(
+            self.status == IncidentStatus.RESOLVED,
+            "approval.reference_not_eligible",
+            f"Incident {self.number} is {self.status.value}, not resolved; its closure can no "
+            "longer be approved (deny the request instead).",
+            current_status=self.status.value,
+        )
+        self._closure_approved(meta, approval_id, approved_by)
+
+    class ClosureApproved(Aggregate.Event):
+        approval_id: UUID
+        approved_by: UUID
+
+    @event(ClosureApproved)
+    def _closure_approved(self, meta: Meta, approval_id: UUID, approved_by: UUID) -> None:
+        self.closure_approval_id = approval_id
+        self.closure_approved_by = approved_by
