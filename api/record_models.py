@@ -101,3 +101,45 @@ class ProblemRecord(RecordState):
     closed_at: datetime | None
     incident_ids: list[UUID] = Field(description="Incidents linked to this problem.")
     ci_ids: list[UUID] = Field(description="Configuration items linked to this problem.")
+
+
+class ChangeRecord(RecordState):
+    number: str
+    title: str
+    description: str
+    change_type: str
+    risk_level: str
+    requested_by: UUID
+    incident_id: UUID | None
+    problem_id: UUID | None
+    implementation_date: datetime | None
+    status: str
+    approved_by: UUID | None
+    approval_id: UUID | None = Field(description="The granted approval request, if any.")
+
+
+class RollbackRecord(RecordState):
+    number: str
+    change_id: UUID
+    incident_id: UUID
+    title: str
+    reason: str
+    requested_by: UUID
+    status: str
+    approved_by: UUID | None
+    approval_id: UUID | None
+    executed_at: datetime | None
+
+
+class ApprovalRecord(RecordState):
+    reference_type: str
+    reference_id: UUID
+    requested_action: str
+    requested_by: UUID
+    approver: UUID
+    requested_at: datetime
+    incident_id: UUID | None = Field(description="The incident the referenced record is about.")
+    problem_id: UUID | None = Field(description="The problem the referenced record is about.")
+    status: str
+    responded_at: datetime | None
+    comment: str | None

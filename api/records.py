@@ -18,24 +18,30 @@ from pydantic import BaseModel, Field, create_model
 from api.deps import CurrentUser, ServiceDep
 from api.queries import VIEW_POSITION, VIEW_RESPONSES, MinPosition
 from api.record_models import (
+    ApprovalRecord,
     AttachmentRecord,
+    ChangeRecord,
     ClientRecord,
     CommunicationRecord,
     ConfigurationItemRecord,
     EscalationRecord,
     ProblemRecord,
     RecordState,
+    RollbackRecord,
     UserRecord,
     WorkNoteRecord,
 )
+from domain.approval import Approval
 from domain.attachment import Attachment
 from domain.base import Aggregate, DomainEvent, Role
+from domain.change import Change
 from domain.client import Client
 from domain.communication import Communication
 from domain.configuration_item import ConfigurationItem
 from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.escalation import Escalation
 from domain.problem import Problem
+from domain.rollback import Rollback
 from domain.user import User
 from domain.work_note import WorkNote
 from projections.folds import changes_of
@@ -98,6 +104,51 @@ COLLECTIONS = [
         "problems",
         ("number", "title", "category", "status", "reported_by", "assigned_to"),
         ("detected_at",),
+    ),
+    Collection(
+        "/changes",
+        Change,
+        "change",
+        ChangeRecord,
+        "changes",
+        (
+            "number",
+            "change_type",
+            "risk_level",
+            "requested_by",
+            "incident_id",
+            "problem_id",
+            "status",
+            "approved_by",
+        ),
+        ("implementation_date",),
+    ),
+    Collection(
+        "/rollbacks",
+        Rollback,
+        "rollback",
+        RollbackRecord,
+        "rollbacks",
+        ("number", "change_id", "incident_id", "requested_by", "status", "approved_by"),
+        ("executed_at",),
+    ),
+    Collection(
+        "/approvals",
+        Approval,
+        "approval",
+        ApprovalRecord,
+        "approvals",
+        (
+            "reference_type",
+            "reference_id",
+            "requested_action",
+            "requested_by",
+            "approver",
+            "status",
+            "incident_id",
+            "problem_id",
+        ),
+        ("requested_at",),
     ),
     Collection(
         "/escalations",

@@ -17,8 +17,10 @@ from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
 from api.records import location
 from domain.api_key import IssueApiKey, RevokeApiKey
+from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
+from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -38,6 +40,7 @@ from domain.incident import (
     UpdateIncidentDetails,
 )
 from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
+from domain.rollback import RequestRollback, UpdateRollbackStatus
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -146,6 +149,13 @@ ROUTES = [
         fixed={"reference_type": "problem"},
         path_fields={"problem": "reference"},
     ),
+    # --- changes, rollbacks and approvals (SOP 12, 13, 19, 20) ---
+    CommandRoute("POST", "/changes", RequestChange, "changes", 201),
+    CommandRoute("POST", "/changes/{change}/status", UpdateChangeStatus, "changes"),
+    CommandRoute("POST", "/changes/{change}/rollbacks", RequestRollback, "rollbacks", 201),
+    CommandRoute("POST", "/rollbacks/{rollback}/status", UpdateRollbackStatus, "rollbacks"),
+    CommandRoute("POST", "/approvals", RequestApproval, "approvals", 201),
+    CommandRoute("POST", "/approvals/{approval}/decision", DecideApproval, "approvals"),
 ]
 
 

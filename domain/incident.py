@@ -182,6 +182,8 @@ class Incident(Aggregate):
         self.reopen_count = 0
         self.problem_id: UUID | None = None
         self.ci_ids: list[UUID] = []
+        self.closure_approved_by: UUID | None = None
+        self.closure_approval_id: UUID | None = None
 
     # rules, then the event -------------------------------------------------------------------
 
@@ -342,3 +344,24 @@ class Incident(Aggregate):
     @event(LinkedToProblem)
     def _linked_to_problem(self, meta: Meta, problem_id: UUID) -> None:
         self.problem_id = problem_id
+
+    # --- approvals (issue 9: change, rollback and approval; SOP 19, 20) --------------------------
+    def approve_closure(self, meta: Meta, approval_id: UUID, approved_by: UUID) -> None:
+        """A request to approve closing this incident was granted: the incident knows it."""
+        require(
+            self.status == IncidentStatus.RESOLVED,
+            "approval.reference_not_eligible",
+            f"Incident {self.number} is {self.status.value}, not resolved; its closure can no "
+            "longer be approved (deny the request instead).",
+            current_status=self.status.value,
+        )
+        self._closure_approved(meta, approval_id, approved_by)
+
+    class ClosureApproved(Aggregate.Event):
+        approval_id: UUID
+        approved_by: UUID
+
+    @event(ClosureApproved)
+    def _closure_approved(self, meta: Meta, approval_id: UUID, approved_by: UUID) -> None:
+        self.closure_approval_id = approval_id
+        self.closure_approved_by = approved_by

@@ -157,7 +157,7 @@ def changes_of(event: DomainEvent) -> dict[str, list[Any]]:
     if "previous" in data:
         previous = data.pop("previous")
         # The one field that moved has a before; context (an assessment) is shown as added.
-        main = next(iter(data))
+        main = "status" if "status" in data else next(iter(data))
         return {main: [previous, data.pop(main)]} | {
             name: [None, value] for name, value in data.items() if value is not None
         }
@@ -223,8 +223,12 @@ LINKS = ("incident_id", "problem_id")
 REFERENCES = ("reference_id", "change_id", "bridge_id")
 
 
+INTERNAL = {"Counter", "EmailIndex", "AdministratorRoster", "ApprovalSlot"}
+"""The ledger's bookkeeping records: on no incident's or problem's timeline."""
+
+
 def link_rows(event: DomainEvent) -> list[Row]:
-    if event.originator_version != 1:
+    if event.originator_version != 1 or event_name(event).partition(".")[0] in INTERNAL:
         return []
     record = event.originator_id
     roots: list[Any] = []
@@ -252,7 +256,7 @@ def link_rows(event: DomainEvent) -> list[Row]:
 
 # --- current state of every other record (the lists of GET /<collection>) ----------------------
 
-UNLISTED = {"Incident", "Counter", "EmailIndex", "AdministratorRoster", "ApiKey"}
+UNLISTED = {"Incident", "ApiKey", *INTERNAL}
 """Incidents have a view of their own; the others are the ledger's internals (or secrets)."""
 STATE_COLUMNS = {"id", "version", "created_at", "updated_at"}
 
@@ -281,7 +285,8 @@ def record_rows(event: DomainEvent) -> list[Row]:
     data = payload(event)
     data.pop("previous", None)
     changed: dict[str, Any] = {k: v[1] for k, v in data.pop("changes", {}).items()}
-    changed |= {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    # A None beside a change leaves the field as it was (e.g. no new implementation date).
+    changed |= {k: v for k, v in data.items() if v is not None and not isinstance(v, dict | list)}
     values: dict[str, Any] = dict(common)
     if changed:
         values["fields"] = Merge(changed)

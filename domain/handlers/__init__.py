@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from domain.base import Command
 from domain.context import Handler
-from domain.handlers import incident, parties, problem, records
+from domain.handlers import approval, change, incident, parties, problem, records
 
-TABLES = (parties.HANDLERS, incident.HANDLERS, records.HANDLERS, problem.HANDLERS)
+TABLES = (
+    parties.HANDLERS,
+    incident.HANDLERS,
+    records.HANDLERS,
+    problem.HANDLERS,
+    change.HANDLERS,
+    approval.HANDLERS,
+)
 HANDLERS: dict[type[Command], Handler] = {k: v for table in TABLES for k, v in table.items()}
 assert len(HANDLERS) == sum(len(t) for t in TABLES), "a command has two handlers"

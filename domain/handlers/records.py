@@ -7,6 +7,7 @@ from uuid import UUID
 
 from domain.attachment import AddAttachment, Attachment, ReferenceType
 from domain.base import Aggregate
+from domain.change import Change
 from domain.communication import Communication, SendCommunication
 from domain.context import Context, Decision, entry, outcome
 from domain.errors import NotFound
@@ -23,6 +24,7 @@ ATTACHABLE: dict[ReferenceType, type[Aggregate]] = {
     ReferenceType.COMMUNICATION: Communication,
     ReferenceType.REPORT: IncidentReport,
     ReferenceType.PROBLEM: Problem,
+    ReferenceType.CHANGE: Change,
 }
 
 

@@ -17,8 +17,10 @@ from fastapi.testclient import TestClient
 
 from api.routes import ROUTES, CommandRoute, body_model
 from domain.api_key import IssueApiKey, RevokeApiKey
+from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
+from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -37,6 +39,7 @@ from domain.incident import (
     UpdateIncidentDetails,
 )
 from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
+from domain.rollback import RequestRollback, UpdateRollbackStatus
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 from tests.conftest import Actor
@@ -64,6 +67,10 @@ class Records:
     work_note: str
     api_key: str  # the key id of a key issued to `user`
     problem: str  # its number
+    change: str  # a requested change's number
+    implemented_change: str
+    rollback: str  # a requested rollback's number
+    approval: str  # a pending approval request's id
 
     def allowed(self, route: CommandRoute) -> Actor:
         """An actor whose role may issue the route's command."""
@@ -121,9 +128,63 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
             headers=manager.headers,
         )
     )["number"]
+    changes = [
+        _created(client.post("/changes", json=_change_body(), headers=manager.headers))["number"]
+        for _ in range(2)
+    ]
+    for status in ("approved", "scheduled", "implemented"):
+        moved = client.post(
+            f"/changes/{changes[1]}/status", json={"status": status}, headers=manager.headers
+        )
+        assert moved.status_code == 200, moved.text
+    rollback = _created(
+        client.post(
+            f"/changes/{changes[1]}/rollbacks",
+            json={"title": "Undo", "reason": "errors", "incident": incident},
+            headers=manager.headers,
+        )
+    )["number"]
+    approval = _created(
+        client.post(
+            "/approvals",
+            json=_approval_body(changes[0], actors[Role.EXECUTIVE].id),
+            headers=manager.headers,
+        )
+    )["id"]
     return Records(
-        actors, user, client_id, ci, incident, detected, escalation, note, api_key, problem
+        actors,
+        user,
+        client_id,
+        ci,
+        incident,
+        detected,
+        escalation,
+        note,
+        api_key,
+        problem=problem,
+        change=changes[0],
+        implemented_change=changes[1],
+        rollback=rollback,
+        approval=approval,
     )
+
+
+def _change_body() -> dict[str, Any]:
+    return {
+        "title": "Raise the pool size",
+        "description": "max_connections 200 → 400",
+        "change_type": "normal",
+        "risk_level": "low",
+    }
+
+
+def _approval_body(change: str, approver: str) -> dict[str, Any]:
+    return {
+        "reference_type": "change",
+        "reference": change,
+        "requested_action": "create_change_request",
+        "approver": approver,
+    }
 
 
 def _client_body() -> dict[str, Any]:
@@ -210,6 +271,19 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
             "delivery_method": "email",
             "message_content": "We are on it.",
         },
+        RequestChange: _change_body() | incident,
+        UpdateChangeStatus: {"change": rec.change, "status": "approved"},
+        RequestRollback: {
+            "change": rec.implemented_change,
+            "title": "Undo",
+            "reason": "errors",
+            "new_incident": _incident_body(
+                manager, (rec.detection_time + timedelta(hours=1)).isoformat()
+            ),
+        },
+        UpdateRollbackStatus: {"rollback": rec.rollback, "status": "approved"},
+        RequestApproval: _approval_body(rec.change, rec.actors[Role.EXECUTIVE].id),
+        DecideApproval: {"approval": rec.approval, "decision": "approved", "comment": "ok"},
         AddAttachment: {
             "reference_type": "incident",
             "reference": rec.incident,

@@ -69,7 +69,14 @@ CHECKS = [
 ]
 ACTORS = ["administrator", "incident manager"] * 3 + ["anonymous"]
 """Who sends a case: mostly an administrator or an incident manager, now and then no key."""
-USER_FIELDS = ("reported_by", "assigned_to", "escalated_to", "recipient", "responsible_owner")
+USER_FIELDS = (
+    "reported_by",
+    "assigned_to",
+    "escalated_to",
+    "recipient",
+    "responsible_owner",
+    "approver",
+)
 BODY_FIELDS = {
     **dict.fromkeys(USER_FIELDS, "body_user"),
     "client_id": "client",
@@ -216,6 +223,28 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         )
         for n in range(2)
     ]
+    # Changes (one implemented, one requested), a rollback and an approval request (SOP 12-20).
+    change_body = {
+        "title": "Fuzz change",
+        "description": "for the fuzzer",
+        "change_type": "normal",
+        "risk_level": "low",
+    }
+    changes = [post("/changes", change_body, manager)["number"] for _ in range(2)]
+    for status in ("approved", "scheduled", "implemented"):
+        moved = client.post(
+            f"/changes/{changes[0]}/status", json={"status": status}, headers=manager.headers
+        )
+        assert moved.status_code == 200, moved.text
+    rollback_body = {"title": "Fuzz rollback", "reason": "for the fuzzer", "incident": numbers[0]}
+    rollbacks = [post(f"/changes/{changes[0]}/rollbacks", rollback_body, manager)["number"]]
+    approval_body = {
+        "reference_type": "change",
+        "reference": changes[1],
+        "requested_action": "create_change_request",
+        "approver": users[0],
+    }
+    approvals = [post("/approvals", approval_body, manager)["id"]]
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -230,6 +259,9 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "communication": communications,
             "attachment": attachments,
             "problem": [p["number"] for p in problems] + [p["id"] for p in problems],
+            "change": changes,
+            "rollback": rollbacks,
+            "approval": approvals,
         },
     )
 

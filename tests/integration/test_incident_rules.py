@@ -1008,7 +1008,7 @@ def test_add_attachment_refused_when_sha256_malformed(
     ("reference_type", "reference"),
     [
         ("incident", "INC9999999"),
-        ("change", "CHG0000001"),
+        ("change", "CHG9999999"),
         ("rca", "RCA0000001"),
         ("pir", str(uuid4())),
         ("problem", "PRB9999999"),
