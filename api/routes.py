@@ -18,6 +18,7 @@ from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
+from domain.bridge import AddBridgeParticipants, CloseBridge, OpenBridge, RemoveBridgeParticipant
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -36,6 +37,9 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.pir import SchedulePostIncidentReview, UpdatePostIncidentReview
+from domain.rca import StartRootCauseAnalysis, UpdateRootCauseAnalysis
+from domain.report import GenerateIncidentReport, UpdateIncidentReport
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -122,6 +126,33 @@ ROUTES = [
         path_fields={"incident": "reference"},
     ),
     CommandRoute("POST", "/attachments", AddAttachment, "attachments", 201),
+    CommandRoute("POST", "/incidents/{incident}/bridges", OpenBridge, "bridges", 201),
+    CommandRoute("POST", "/bridges/{bridge}/participants", AddBridgeParticipants, "bridges"),
+    CommandRoute(
+        "POST", "/bridges/{bridge}/participants/{user}/leave", RemoveBridgeParticipant, "bridges"
+    ),
+    CommandRoute("POST", "/bridges/{bridge}/close", CloseBridge, "bridges"),
+    CommandRoute(
+        "POST", "/root-cause-analyses", StartRootCauseAnalysis, "root-cause analyses", 201
+    ),
+    CommandRoute(
+        "PATCH", "/root-cause-analyses/{rca}", UpdateRootCauseAnalysis, "root-cause analyses"
+    ),
+    CommandRoute(
+        "POST",
+        "/post-incident-reviews",
+        SchedulePostIncidentReview,
+        "post-incident reviews",
+        201,
+    ),
+    CommandRoute(
+        "PATCH",
+        "/post-incident-reviews/{pir}",
+        UpdatePostIncidentReview,
+        "post-incident reviews",
+    ),
+    CommandRoute("POST", "/incident-reports", GenerateIncidentReport, "incident reports", 201),
+    CommandRoute("PATCH", "/incident-reports/{report}", UpdateIncidentReport, "incident reports"),
 ]
 
 

@@ -12,15 +12,19 @@ from domain.context import Context, Decision, entry, outcome
 from domain.errors import NotFound
 from domain.escalation import Escalate, Escalation, UpdateEscalationStatus
 from domain.incident import Incident
+from domain.pir import PostIncidentReview
+from domain.rca import RootCauseAnalysis
 from domain.report import IncidentReport
 from domain.work_note import AddWorkNote, IncidentOrProblem, NoteType, UpdateWorkNote, WorkNote
 
-# Records an attachment may reference; the others (problem, change, RCA, PIR) arrive with
-# their own aggregates, and until then no such record exists.
+# Records an attachment may reference; the others (problem, change) arrive with their own
+# aggregates, and until then no such record exists.
 ATTACHABLE: dict[ReferenceType, type[Aggregate]] = {
     ReferenceType.INCIDENT: Incident,
     ReferenceType.COMMUNICATION: Communication,
     ReferenceType.REPORT: IncidentReport,
+    ReferenceType.RCA: RootCauseAnalysis,
+    ReferenceType.PIR: PostIncidentReview,
 }
 
 
