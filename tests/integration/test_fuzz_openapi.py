@@ -69,7 +69,14 @@ CHECKS = [
 ]
 ACTORS = ["administrator", "incident manager"] * 3 + ["anonymous"]
 """Who sends a case: mostly an administrator or an incident manager, now and then no key."""
-USER_FIELDS = ("reported_by", "assigned_to", "escalated_to", "recipient", "responsible_owner")
+USER_FIELDS = (
+    "reported_by",
+    "assigned_to",
+    "escalated_to",
+    "recipient",
+    "responsible_owner",
+    "facilitator",
+)
 BODY_FIELDS = {
     **dict.fromkeys(USER_FIELDS, "body_user"),
     "client_id": "client",
@@ -77,6 +84,7 @@ BODY_FIELDS = {
     "configuration_item": "configuration_item",
     "configuration_items": "configuration_item",
     "reference": "incident",
+    "incident": "incident",
 }
 """Body fields that name a record, and the pool of real records that fills them."""
 _emails = itertools.count()
@@ -173,6 +181,7 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         for number in numbers[:2]
     ]
     keys = [post(f"/users/{user}/api-keys", {})["extra"]["key_id"] for user in users]
+    improvement = _improvement_records(client, manager, users[0], detected)
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -184,8 +193,71 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "incident": numbers + [incident["id"] for incident in incidents],
             "escalation": escalations,
             "work_note": notes,
+            # The P2 incident assigned to an incident manager opened its bridge.
+            "bridge": [incidents[0]["extra"]["bridge_number"], incidents[0]["extra"]["bridge_id"]],
+            **improvement,
         },
     )
+
+
+def _improvement_records(
+    client: TestClient, manager: Actor, analyst: str, detected: str
+) -> dict[str, list[str]]:
+    """An RCA, a report and a PIR on a P2 incident resolved, then closed."""
+
+    def send(method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.request(method, url, json=body, headers=manager.headers)
+        assert response.status_code in (200, 201), response.text
+        return dict(response.json())
+
+    number = send(
+        "POST",
+        "/incidents",
+        {
+            "title": "Fuzz incident to review",
+            "description": "resolved for the fuzzer",
+            "category": "network",
+            "impact": "high",
+            "urgency": "high",
+            "reported_by": manager.id,
+            "detection_time": detected,
+            "severity": "P2",
+        },
+    )["number"]
+    send("POST", f"/incidents/{number}/status", {"status": "resolved"})
+    due = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    rca = send(
+        "POST",
+        "/root-cause-analyses",
+        {
+            "incident": number,
+            "rca_title": "Fuzz analysis",
+            "assigned_to": analyst,
+            "due_date": due,
+            "analysis_method": "timeline",
+        },
+    )
+    report = send(
+        "POST",
+        "/incident-reports",
+        {
+            "incident": number,
+            "report_type": "client_impact",
+            "report_title": "Fuzz report",
+            "report_content": "for the fuzzer",
+        },
+    )
+    send("POST", f"/incidents/{number}/status", {"status": "closed"})
+    pir = send(
+        "POST",
+        "/post-incident-reviews",
+        {"incident": number, "scheduled_date": due, "facilitator": analyst},
+    )
+    return {
+        "rca": [rca["number"], rca["id"]],
+        "report": [report["number"], report["id"]],
+        "pir": [pir["id"]],
+    }
 
 
 @pytest.fixture(scope="module")
