@@ -269,14 +269,17 @@ class Incident(Aggregate):
         )
         self._ci_linked(meta, ci_id)
 
-    def record_bridge_opened(self, meta: Meta, bridge_id: UUID) -> None:
-        """SOP 4.1: a bridge opened on this incident (at most one active at a time)."""
+    def require_no_active_bridge(self) -> None:
         require(
             self.active_bridge_id is None,
             "bridge.already_active",
             f"Incident {self.number} already has an active bridge; add participants to it.",
             bridge_id=str(self.active_bridge_id),
         )
+
+    def record_bridge_opened(self, meta: Meta, bridge_id: UUID) -> None:
+        """SOP 4.1: a bridge opened on this incident (at most one active at a time)."""
+        self.require_no_active_bridge()
         self._bridge_opened(meta, bridge_id)
 
     # events ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def open_bridge(
     (which the caller saves: it may be new)."""
     incident.require_open_or_in_progress("open a bridge")
     host = _incident_manager(ctx, incident)
+    incident.require_no_active_bridge()
     require_type(incident.severity, bridge_type)
     number, counter = ctx.next_number("BRG")
     bridge = Bridge(
