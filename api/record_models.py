@@ -143,3 +143,60 @@ class ApprovalRecord(RecordState):
     status: str
     responded_at: datetime | None
     comment: str | None
+
+
+class Tenure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: UUID
+    role_in_bridge: str
+    joined_at: datetime
+    left_at: datetime | None = Field(description="Null while the user is on the bridge.")
+
+
+class BridgeRecord(RecordState):
+    number: str
+    incident_id: UUID
+    bridge_type: str
+    host: UUID
+    start_time: datetime
+    end_time: datetime | None
+    status: str
+    participants: list[Tenure] = Field(
+        description="Every stay on the bridge, in order (a user who left and came back has two)."
+    )
+
+
+class RootCauseAnalysisRecord(RecordState):
+    number: str
+    incident_id: UUID | None
+    problem_id: UUID | None
+    rca_title: str
+    assigned_to: UUID
+    due_date: datetime
+    analysis_method: str
+    findings: str | None
+    root_cause: str | None
+    recommendations: str | None
+    status: str
+    approved_by: UUID | None
+    approved_at: datetime | None
+
+
+class PostIncidentReviewRecord(RecordState):
+    incident_id: UUID
+    scheduled_date: datetime
+    facilitator: UUID
+    review_notes: str | None
+    lessons_learned: str | None
+    action_items: str | None
+    status: str
+
+
+class IncidentReportRecord(RecordState):
+    number: str
+    incident_id: UUID
+    report_type: str
+    report_title: str
+    report_content: str
+    status: str

@@ -20,27 +20,35 @@ from api.queries import VIEW_POSITION, VIEW_RESPONSES, MinPosition
 from api.record_models import (
     ApprovalRecord,
     AttachmentRecord,
+    BridgeRecord,
     ChangeRecord,
     ClientRecord,
     CommunicationRecord,
     ConfigurationItemRecord,
     EscalationRecord,
+    IncidentReportRecord,
+    PostIncidentReviewRecord,
     ProblemRecord,
     RecordState,
     RollbackRecord,
+    RootCauseAnalysisRecord,
     UserRecord,
     WorkNoteRecord,
 )
 from domain.approval import Approval
 from domain.attachment import Attachment
 from domain.base import Aggregate, DomainEvent, Role
+from domain.bridge import Bridge
 from domain.change import Change
 from domain.client import Client
 from domain.communication import Communication
 from domain.configuration_item import ConfigurationItem
 from domain.errors import Forbidden, InvalidInput, NotFound
 from domain.escalation import Escalation
+from domain.pir import PostIncidentReview
 from domain.problem import Problem
+from domain.rca import RootCauseAnalysis
+from domain.report import IncidentReport
 from domain.rollback import Rollback
 from domain.user import User
 from domain.work_note import WorkNote
@@ -149,6 +157,49 @@ COLLECTIONS = [
             "problem_id",
         ),
         ("requested_at",),
+    ),
+    Collection(
+        "/bridges",
+        Bridge,
+        "bridge",
+        BridgeRecord,
+        "bridges",
+        ("number", "incident_id", "bridge_type", "host", "status"),
+        ("start_time", "end_time"),
+    ),
+    Collection(
+        "/root-cause-analyses",
+        RootCauseAnalysis,
+        "rca",
+        RootCauseAnalysisRecord,
+        "root-cause analyses",
+        (
+            "number",
+            "incident_id",
+            "problem_id",
+            "assigned_to",
+            "analysis_method",
+            "status",
+            "approved_by",
+        ),
+        ("due_date",),
+    ),
+    Collection(
+        "/post-incident-reviews",
+        PostIncidentReview,
+        "pir",
+        PostIncidentReviewRecord,
+        "post-incident reviews",
+        ("incident_id", "facilitator", "status"),
+        ("scheduled_date",),
+    ),
+    Collection(
+        "/incident-reports",
+        IncidentReport,
+        "report",
+        IncidentReportRecord,
+        "incident reports",
+        ("number", "incident_id", "report_type", "status"),
     ),
     Collection(
         "/escalations",

@@ -20,6 +20,7 @@ from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
+from domain.bridge import AddBridgeParticipants, CloseBridge, OpenBridge, RemoveBridgeParticipant
 from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
@@ -39,7 +40,10 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.pir import SchedulePostIncidentReview, UpdatePostIncidentReview
 from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
+from domain.rca import StartRootCauseAnalysis, UpdateRootCauseAnalysis
+from domain.report import GenerateIncidentReport, UpdateIncidentReport
 from domain.rollback import RequestRollback, UpdateRollbackStatus
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
@@ -156,6 +160,33 @@ ROUTES = [
     CommandRoute("POST", "/rollbacks/{rollback}/status", UpdateRollbackStatus, "rollbacks"),
     CommandRoute("POST", "/approvals", RequestApproval, "approvals", 201),
     CommandRoute("POST", "/approvals/{approval}/decision", DecideApproval, "approvals"),
+    CommandRoute("POST", "/incidents/{incident}/bridges", OpenBridge, "bridges", 201),
+    CommandRoute("POST", "/bridges/{bridge}/participants", AddBridgeParticipants, "bridges"),
+    CommandRoute(
+        "POST", "/bridges/{bridge}/participants/{user}/leave", RemoveBridgeParticipant, "bridges"
+    ),
+    CommandRoute("POST", "/bridges/{bridge}/close", CloseBridge, "bridges"),
+    CommandRoute(
+        "POST", "/root-cause-analyses", StartRootCauseAnalysis, "root-cause analyses", 201
+    ),
+    CommandRoute(
+        "PATCH", "/root-cause-analyses/{rca}", UpdateRootCauseAnalysis, "root-cause analyses"
+    ),
+    CommandRoute(
+        "POST",
+        "/post-incident-reviews",
+        SchedulePostIncidentReview,
+        "post-incident reviews",
+        201,
+    ),
+    CommandRoute(
+        "PATCH",
+        "/post-incident-reviews/{pir}",
+        UpdatePostIncidentReview,
+        "post-incident reviews",
+    ),
+    CommandRoute("POST", "/incident-reports", GenerateIncidentReport, "incident reports", 201),
+    CommandRoute("PATCH", "/incident-reports/{report}", UpdateIncidentReport, "incident reports"),
 ]
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.base import Aggregate, Command, Meta, Role, record_id
-from domain.errors import ConcurrencyConflict, Forbidden, NotFound, RuleViolation
+from domain.errors import ConcurrencyConflict, Forbidden, NotFound, RecordedRefusal, RuleViolation
 from domain.numbering import Counter
 from domain.user import User
 
@@ -24,6 +24,20 @@ CLOCK_SKEW = timedelta(seconds=5)
 """How far ahead of the ledger's clock a client's `occurred_at` may be (clock drift)."""
 WORKERS = frozenset({Role.INCIDENT_MANAGER, Role.TECHNICAL_SUPPORT})
 """Roles that may be assigned an incident."""
+
+
+class Refusal(BaseModel):
+    """A refusal answered after the command's events are recorded (see `refused_after`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+    def error(self) -> RecordedRefusal:
+        code, message = self.code, self.message
+        return RecordedRefusal(code, message, **self.details)
 
 
 class Outcome(BaseModel):
@@ -46,6 +60,9 @@ class Outcome(BaseModel):
     """Shown once (a new API key); never stored, so a replayed request does not show it."""
     replayed: bool = Field(default=False, exclude=True)
     """The first answer to an earlier request with the same idempotency key."""
+    refused: Refusal | None = Field(default=None, exclude=True)
+    """Set when the command is refused although its events are recorded: the ledger saves them
+    and then raises this refusal (and remembers it as the command's answer)."""
 
 
 Decision = tuple[Outcome, list[Aggregate]]
@@ -83,6 +100,14 @@ def outcome(aggregate: Aggregate, secret: str | None = None, **extra: Any) -> Ou
         state=aggregate.state(),
         secret=secret,
     )
+
+
+def refused_after(recorded: Aggregate, code: str, message: str, **details: Any) -> Outcome:
+    """The answer of a command that records `recorded` (and whatever else its decision saves) and
+    is nevertheless refused: SOP 5 closing a closed bridge records the work note `Bridge already
+    closed.` and answers 409."""
+    refusal = Refusal(code=code, message=message, details=details)
+    return outcome(recorded).model_copy(update={"refused": refusal})
 
 
 @dataclass

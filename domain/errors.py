@@ -32,6 +32,12 @@ class RuleViolation(LedgerError):
     """A well-formed command that a rule of the SOP or of the ledger refuses."""
 
 
+class RecordedRefusal(RuleViolation):
+    """A refusal answered after the command's events were recorded (SOP 5: closing a closed
+    bridge records a work note and answers 409). Its events are in the ledger; a retry with the
+    same idempotency key answers the same refusal and records nothing more."""
+
+
 class ConcurrencyConflict(LedgerError):
     """The record changed under the command; carries `current_version` where known."""
 

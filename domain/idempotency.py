@@ -44,12 +44,33 @@ def replay(recorder: object, key: str, request_hash: str | None) -> Outcome | No
             "idempotency.key_reused",
             "This Idempotency-Key was already used with a different request; use a new key.",
         )
+    return restore(answer, position, replayed=True)
+
+
+def restore(answer: str, position: int | None, *, replayed: bool = False) -> Outcome:
+    """A stored answer given again: its outcome, or its refusal raised again."""
     data = json.loads(answer)
     if "refusal" in data:
         refusal = data["refusal"]
         error_type = getattr(errors, refusal["type"], LedgerError)
-        raise error_type(refusal["code"], refusal["message"], **refusal["details"], replayed=True)
-    return Outcome.model_validate(data).model_copy(update={"position": position, "replayed": True})
+        flags = {"replayed": True} if replayed else {}
+        raise error_type(refusal["code"], refusal["message"], **refusal["details"], **flags)
+    return Outcome.model_validate(data).model_copy(
+        update={"position": position, "replayed": replayed}
+    )
+
+
+def refusal_answer(refusal: LedgerError) -> str:
+    """A refusal as a stored answer (under its idempotency key or its command id)."""
+    answer: dict[str, Any] = {
+        "refusal": {
+            "type": type(refusal).__name__,
+            "code": refusal.code,
+            "message": refusal.message,
+            "details": refusal.details,
+        }
+    }
+    return json.dumps(answer, default=str)
 
 
 def remember_refusal(
@@ -59,12 +80,4 @@ def remember_refusal(
     Concurrency refusals are not kept: a retry is what they ask for."""
     if isinstance(refusal, ConcurrencyConflict) or not isinstance(recorder, CommandRecorder):
         return
-    answer: dict[str, Any] = {
-        "refusal": {
-            "type": type(refusal).__name__,
-            "code": refusal.code,
-            "message": refusal.message,
-            "details": refusal.details,
-        }
-    }
-    recorder.record_refusal(key, request_hash, json.dumps(answer, default=str))
+    recorder.record_refusal(key, request_hash, refusal_answer(refusal))

@@ -184,6 +184,8 @@ class Incident(Aggregate):
         self.ci_ids: list[UUID] = []
         self.closure_approved_by: UUID | None = None
         self.closure_approval_id: UUID | None = None
+        self.bridge_ids: list[UUID] = []
+        self.active_bridge_id: UUID | None = None
 
     # rules, then the event -------------------------------------------------------------------
 
@@ -232,6 +234,13 @@ class Incident(Aggregate):
                 current_status=self.status.value,
                 allowed=sorted(s.value for s in allowed),
             )
+        if status == IncidentStatus.CLOSED:  # SOP 5 closes the bridge while resolved
+            require(
+                self.active_bridge_id is None,
+                "incident.bridge_active",
+                f"Incident {self.number} still has an active bridge; close the bridge first.",
+                bridge_id=str(self.active_bridge_id),
+            )
         self._status_changed(meta, status, self.status)
 
     def update_details(
@@ -261,6 +270,19 @@ class Incident(Aggregate):
             f"That configuration item is already linked to incident {self.number}.",
         )
         self._ci_linked(meta, ci_id)
+
+    def require_no_active_bridge(self) -> None:
+        require(
+            self.active_bridge_id is None,
+            "bridge.already_active",
+            f"Incident {self.number} already has an active bridge; add participants to it.",
+            bridge_id=str(self.active_bridge_id),
+        )
+
+    def record_bridge_opened(self, meta: Meta, bridge_id: UUID) -> None:
+        """SOP 4.1: a bridge opened on this incident (at most one active at a time)."""
+        self.require_no_active_bridge()
+        self._bridge_opened(meta, bridge_id)
 
     # events ------------------------------------------------------------------------------------
 
@@ -365,3 +387,18 @@ class Incident(Aggregate):
     def _closure_approved(self, meta: Meta, approval_id: UUID, approved_by: UUID) -> None:
         self.closure_approval_id = approval_id
         self.closure_approved_by = approved_by
+
+    class BridgeOpened(Aggregate.Event):
+        bridge_id: UUID
+
+    @event(BridgeOpened)
+    def _bridge_opened(self, meta: Meta, bridge_id: UUID) -> None:
+        self.bridge_ids.append(bridge_id)
+        self.active_bridge_id = bridge_id
+
+    class BridgeClosed(Aggregate.Event):
+        bridge_id: UUID
+
+    @event(BridgeClosed)
+    def record_bridge_closed(self, meta: Meta, bridge_id: UUID) -> None:
+        self.active_bridge_id = None

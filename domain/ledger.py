@@ -25,6 +25,7 @@ from domain.errors import (
     Forbidden,
     LedgerError,
     NotFound,
+    RecordedRefusal,
     Unauthenticated,
 )
 from domain.handlers import HANDLERS
@@ -91,8 +92,8 @@ class IncidentLedger(Application[UUID]):
         try:
             return self._decide(handler, command, actor, idempotency_key, request_hash)
         except LedgerError as refusal:
-            if refusal.details.get("replayed"):
-                raise
+            if refusal.details.get("replayed") or isinstance(refusal, RecordedRefusal):
+                raise  # already the key's answer (a recorded refusal is saved with its events)
             idempotency.remember_refusal(self.recorder, idempotency_key, request_hash, refusal)
             # A concurrent request with the same key may have answered first: that answer wins.
             first = idempotency.replay(self.recorder, idempotency_key, request_hash)
@@ -131,10 +132,14 @@ class IncidentLedger(Application[UUID]):
         idempotency_key: str | None,
         request_hash: str | None,
     ) -> Outcome | None:
-        """Decide and save once; None when another command's append got in first."""
+        """Decide and save once; None when another command's append got in first. A decision
+        may record its events and still be refused (`Outcome.refused`): raised after the save."""
         outcome, aggregates = handler(command, ctx)
         saved = {aggregate.id for aggregate in aggregates}
-        answer = outcome.model_dump_json()
+        refusal = outcome.refused.error() if outcome.refused is not None else None
+        answer = (
+            outcome.model_dump_json() if refusal is None else idempotency.refusal_answer(refusal)
+        )
         kwargs: dict[str, Any] = {
             "command": (ctx.meta.command_id, answer),
             "guards": {i: v for i, v in ctx.guarded.items() if i not in saved},
@@ -155,6 +160,8 @@ class IncidentLedger(Application[UUID]):
                 self.get_or_none(aggregate_id)  # refreshes a stale cached copy
             self._raise_if_addressed_moved(ctx)
             return None  # a guarded or bookkeeping record moved: decide again
+        if refusal is not None:
+            raise refusal
         position = recordings[-1].notification.id if recordings else None
         return outcome.model_copy(update={"position": position})
 
@@ -200,7 +207,7 @@ class IncidentLedger(Application[UUID]):
         if found is None:
             return None
         answer, position = found
-        return Outcome.model_validate_json(answer).model_copy(update={"position": position})
+        return idempotency.restore(answer, position)
 
     def _raise_if_addressed_moved(self, ctx: Context) -> None:
         """A record the client named changed while this command was decided: the client's 409.

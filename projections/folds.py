@@ -120,6 +120,8 @@ def incident_rows(event: DomainEvent) -> list[Row]:
             return [Row("incident_view", key, {"ci_ids": Append(ci_id)} | common)]
         case Incident.LinkedToProblem(problem_id=problem_id):
             return [Row("incident_view", key, {"problem_id": problem_id} | common)]
+    if event_name(event).startswith("Incident."):  # a fact the list does not show (a bridge...)
+        return [Row("incident_view", key, common)]
     return []
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from domain.base import Command
 from domain.context import Handler
-from domain.handlers import approval, change, incident, parties, problem, records
+from domain.handlers import (
+    approval,
+    bridge,
+    change,
+    improvement,
+    incident,
+    parties,
+    problem,
+    records,
+)
 
 TABLES = (
     parties.HANDLERS,
@@ -13,6 +22,8 @@ TABLES = (
     problem.HANDLERS,
     change.HANDLERS,
     approval.HANDLERS,
+    bridge.HANDLERS,
+    improvement.HANDLERS,
 )
 HANDLERS: dict[type[Command], Handler] = {k: v for table in TABLES for k, v in table.items()}
 assert len(HANDLERS) == sum(len(t) for t in TABLES), "a command has two handlers"

@@ -22,10 +22,11 @@ from domain.approval import (
 from domain.base import Aggregate
 from domain.bridge import Bridge
 from domain.change import Change
-from domain.context import Context, Decision, entry, outcome, resolve
-from domain.errors import Forbidden, NotFound, RuleViolation
+from domain.context import Context, Decision, entry, outcome
+from domain.errors import Forbidden, RuleViolation
 from domain.escalation import Escalation
 from domain.incident import Incident
+from domain.rca import RootCauseAnalysis
 from domain.rollback import Rollback
 
 
@@ -63,13 +64,7 @@ def find_reference(ctx: Context, reference_type: ReferenceType, ref: UUID | str)
     elif reference_type == ReferenceType.INCIDENT_CLOSURE:
         record = ctx.find(Incident, ref, "incident", guard=True)
     else:
-        # The RCA aggregate is written in parallel (issue 9): it is recognised by its class name
-        # until the merge, which switches this to ctx.find(RootCauseAnalysis, ...).
-        found = ctx.load(resolve(ref, "rca"))
-        if found is None or type(found).__name__ != "RootCauseAnalysis":
-            raise NotFound("rca.not_found", f"No RCA {ref}.")
-        ctx.guard(found)
-        record = found
+        record = ctx.find(RootCauseAnalysis, ref, "rca", guard=True)
     incident_id = (
         record.id if isinstance(record, Incident) else getattr(record, "incident_id", None)
     )

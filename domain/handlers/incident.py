@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from domain.base import Aggregate, Role, changes_between
-from domain.bridge import Bridge, BridgeType
+from domain.bridge import BridgeType
 from domain.configuration_item import ConfigurationItem
 from domain.context import WORKERS, Context, Decision, entry, outcome
+from domain.handlers.bridge import host_follows, open_bridge
 from domain.incident import (
     AcknowledgeIncident,
     AssignIncident,
@@ -74,21 +75,12 @@ def open_incident(cmd: OpenIncident, ctx: Context) -> Decision:
         and assignee.role == Role.INCIDENT_MANAGER
     ):
         # SOP 2.1 step 4 → SOP 4.1: a major-incident bridge hosted by the assigned incident
-        # manager, and the incident moves to in_progress. Without an incident manager the
-        # incident is still recorded (never refuse to record an outage); the missing bridge
-        # is an obligation.
-        bridge_number, bridge_counter = ctx.next_number("BRG")
-        bridge = Bridge(
-            meta=ctx.meta,
-            number=bridge_number,
-            incident_id=incident.id,
-            bridge_type=BridgeType.MAJOR_INCIDENT,
-            host=assignee.id,
-            start_time=ctx.meta.occurred_at,
-        )
-        incident.change_status(ctx.meta, IncidentStatus.IN_PROGRESS)
-        saved += [bridge_counter, bridge]
-        extra = {"bridge_id": str(bridge.id), "bridge_number": bridge_number}
+        # manager, and the incident moves to in_progress (the same code as OpenBridge). Without
+        # an incident manager the incident is still recorded (never refuse to record an
+        # outage); the missing bridge is an obligation.
+        bridge, with_bridge = open_bridge(ctx, incident, BridgeType.MAJOR_INCIDENT, [])
+        saved += with_bridge
+        extra = {"bridge_id": str(bridge.id), "bridge_number": bridge.number}
     return outcome(incident, **extra), saved
 
 
@@ -101,9 +93,9 @@ def acknowledge(cmd: AcknowledgeIncident, ctx: Context) -> Decision:
 
 def assign(cmd: AssignIncident, ctx: Context) -> Decision:
     incident = addressed_incident(cmd, ctx)
-    ctx.active_user(cmd.assigned_to, "assignee", WORKERS)
+    assignee = ctx.active_user(cmd.assigned_to, "assignee", WORKERS)
     incident.assign(ctx.meta, cmd.assigned_to)
-    return outcome(incident), [incident]
+    return outcome(incident), [incident, *host_follows(ctx, incident, assignee)]
 
 
 def change_status(cmd: ChangeIncidentStatus, ctx: Context) -> Decision:

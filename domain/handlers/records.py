@@ -13,18 +13,21 @@ from domain.context import Context, Decision, entry, outcome
 from domain.errors import NotFound
 from domain.escalation import Escalate, Escalation, UpdateEscalationStatus
 from domain.incident import Incident
+from domain.pir import PostIncidentReview
 from domain.problem import Problem
+from domain.rca import RootCauseAnalysis
 from domain.report import IncidentReport
 from domain.work_note import AddWorkNote, IncidentOrProblem, NoteType, UpdateWorkNote, WorkNote
 
-# Records an attachment may reference; the others (change, RCA, PIR) arrive with
-# their own aggregates, and until then no such record exists.
+# Records an attachment may reference.
 ATTACHABLE: dict[ReferenceType, type[Aggregate]] = {
     ReferenceType.INCIDENT: Incident,
     ReferenceType.COMMUNICATION: Communication,
     ReferenceType.REPORT: IncidentReport,
     ReferenceType.PROBLEM: Problem,
     ReferenceType.CHANGE: Change,
+    ReferenceType.RCA: RootCauseAnalysis,
+    ReferenceType.PIR: PostIncidentReview,
 }
 
 

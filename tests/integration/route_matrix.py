@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -20,6 +20,7 @@ from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
+from domain.bridge import AddBridgeParticipants, CloseBridge, OpenBridge, RemoveBridgeParticipant
 from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
@@ -38,7 +39,10 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.pir import SchedulePostIncidentReview, UpdatePostIncidentReview
 from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, UpdateProblem
+from domain.rca import StartRootCauseAnalysis, UpdateRootCauseAnalysis
+from domain.report import GenerateIncidentReport, UpdateIncidentReport
 from domain.rollback import RequestRollback, UpdateRollbackStatus
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
@@ -71,6 +75,8 @@ class Records:
     implemented_change: str
     rollback: str  # a requested rollback's number
     approval: str  # a pending approval request's id
+    more: dict[str, str] = field(default_factory=dict)
+    """Records of the later procedures, by kind (bridge, rca, pir, report, ...)."""
 
     def allowed(self, route: CommandRoute) -> Actor:
         """An actor whose role may issue the route's command."""
@@ -166,6 +172,7 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
         implemented_change=changes[1],
         rollback=rollback,
         approval=approval,
+        more=_bridge_and_improvement_records(client, manager, user, detected),
     )
 
 
@@ -185,6 +192,68 @@ def _approval_body(change: str, approver: str) -> dict[str, Any]:
         "requested_action": "create_change_request",
         "approver": approver,
     }
+
+
+def _bridge_and_improvement_records(
+    client: TestClient, manager: Actor, user: str, detected: datetime
+) -> dict[str, str]:
+    """A P2 incident with its bridge; a resolved P2 incident with an RCA and a report; a closed
+    one with a PIR."""
+
+    def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _created(client.post(url, json=body, headers=manager.headers))
+
+    def incident(**fields: Any) -> dict[str, Any]:
+        body = _incident_body(manager.id, detected.isoformat()) | {"severity": "P2", **fields}
+        return post("/incidents", body)
+
+    def move(number: str, *statuses: str) -> None:
+        for status in statuses:
+            moved = client.post(
+                f"/incidents/{number}/status", json={"status": status}, headers=manager.headers
+            )
+            assert moved.status_code == 200, moved.text
+
+    bridged = incident(assigned_to=manager.id)
+    resolved, closed = incident()["number"], incident()["number"]
+    move(resolved, "resolved")
+    move(closed, "resolved", "closed")
+    due = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    rca = post("/root-cause-analyses", _rca_body(resolved, user, due))
+    report = post("/incident-reports", _report_body(resolved))
+    pir = post("/post-incident-reviews", _pir_body(closed, user, due))
+    return {
+        "bridge": bridged["extra"]["bridge_number"],
+        "resolved_incident": resolved,
+        "closed_incident": closed,
+        "rca": rca["number"],
+        "report": report["number"],
+        "pir": pir["id"],
+        "due": due,
+    }
+
+
+def _rca_body(incident: str, user: str, due: str) -> dict[str, Any]:
+    return {
+        "incident": incident,
+        "rca_title": "Why",
+        "assigned_to": user,
+        "due_date": due,
+        "analysis_method": "5_whys",
+    }
+
+
+def _report_body(incident: str) -> dict[str, Any]:
+    return {
+        "incident": incident,
+        "report_type": "compliance",
+        "report_title": "Summary",
+        "report_content": "What happened.",
+    }
+
+
+def _pir_body(incident: str, user: str, due: str) -> dict[str, Any]:
+    return {"incident": incident, "scheduled_date": due, "facilitator": user}
 
 
 def _client_body() -> dict[str, Any]:
@@ -297,6 +366,21 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
         LinkIncidentToProblem: {"problem": rec.problem, "incident": rec.incident},
         LinkCIToProblem: {"problem": rec.problem, "configuration_item": rec.configuration_item},
     }
+    more = rec.more
+    bridge = {"bridge": more["bridge"]}
+    joining = {"participants": [{"user": rec.user, "role_in_bridge": "technical_support"}]}
+    bodies |= {
+        OpenBridge: incident | {"bridge_type": "technical"} | joining,
+        AddBridgeParticipants: bridge | joining,
+        RemoveBridgeParticipant: bridge | {"user": rec.user},
+        CloseBridge: bridge,
+        StartRootCauseAnalysis: _rca_body(more["resolved_incident"], rec.user, more["due"]),
+        UpdateRootCauseAnalysis: {"rca": more["rca"], "findings": "Pool exhausted"},
+        SchedulePostIncidentReview: _pir_body(more["closed_incident"], rec.user, more["due"]),
+        UpdatePostIncidentReview: {"pir": more["pir"], "review_notes": "Walked the timeline"},
+        GenerateIncidentReport: _report_body(more["resolved_incident"]),
+        UpdateIncidentReport: {"report": more["report"], "report_title": "Renamed"},
+    }
     return dict(bodies[command])
 
 
@@ -401,6 +485,9 @@ def with_value(body: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
     if rest == "0":
         return body | {head: [value]}
     inner = body.get(head)
+    if rest.startswith("0."):  # a field of the first object of a list
+        first = inner[0] if isinstance(inner, list) and inner else {}
+        return body | {head: [with_value(first, rest[2:], value)]}
     return body | {head: with_value(inner if isinstance(inner, dict) else {}, rest, value)}
 
 

@@ -76,6 +76,7 @@ USER_FIELDS = (
     "recipient",
     "responsible_owner",
     "approver",
+    "facilitator",
 )
 BODY_FIELDS = {
     **dict.fromkeys(USER_FIELDS, "body_user"),
@@ -245,6 +246,7 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         "approver": users[0],
     }
     approvals = [post("/approvals", approval_body, manager)["id"]]
+    improvement = _improvement_records(client, manager, users[0], detected)
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -262,8 +264,71 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "change": changes,
             "rollback": rollbacks,
             "approval": approvals,
+            # The P2 incident assigned to an incident manager opened its bridge.
+            "bridge": [incidents[0]["extra"]["bridge_number"], incidents[0]["extra"]["bridge_id"]],
+            **improvement,
         },
     )
+
+
+def _improvement_records(
+    client: TestClient, manager: Actor, analyst: str, detected: str
+) -> dict[str, list[str]]:
+    """An RCA, a report and a PIR on a P2 incident resolved, then closed."""
+
+    def send(method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = client.request(method, url, json=body, headers=manager.headers)
+        assert response.status_code in (200, 201), response.text
+        return dict(response.json())
+
+    number = send(
+        "POST",
+        "/incidents",
+        {
+            "title": "Fuzz incident to review",
+            "description": "resolved for the fuzzer",
+            "category": "network",
+            "impact": "high",
+            "urgency": "high",
+            "reported_by": manager.id,
+            "detection_time": detected,
+            "severity": "P2",
+        },
+    )["number"]
+    send("POST", f"/incidents/{number}/status", {"status": "resolved"})
+    due = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    rca = send(
+        "POST",
+        "/root-cause-analyses",
+        {
+            "incident": number,
+            "rca_title": "Fuzz analysis",
+            "assigned_to": analyst,
+            "due_date": due,
+            "analysis_method": "timeline",
+        },
+    )
+    report = send(
+        "POST",
+        "/incident-reports",
+        {
+            "incident": number,
+            "report_type": "client_impact",
+            "report_title": "Fuzz report",
+            "report_content": "for the fuzzer",
+        },
+    )
+    send("POST", f"/incidents/{number}/status", {"status": "closed"})
+    pir = send(
+        "POST",
+        "/post-incident-reviews",
+        {"incident": number, "scheduled_date": due, "facilitator": analyst},
+    )
+    return {
+        "rca": [rca["number"], rca["id"]],
+        "report": [report["number"], report["id"]],
+        "pir": [pir["id"]],
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1009,7 +1009,7 @@ def test_add_attachment_refused_when_sha256_malformed(
     [
         ("incident", "INC9999999"),
         ("change", "CHG9999999"),
-        ("rca", "RCA0000001"),
+        ("rca", "RCA9999999"),
         ("pir", str(uuid4())),
         ("problem", "PRB9999999"),
         ("communication", str(uuid4())),

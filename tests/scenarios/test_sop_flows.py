@@ -144,6 +144,7 @@ def test_sop2_1_major_incident_opens_bridge_and_starts_work_in_one_append(driver
         "Incident.Opened",
         "Incident.ConfigurationItemLinked",
         "Incident.StatusChanged",
+        "Incident.BridgeOpened",
         "Counter.NumberIssued",
         "Bridge.Opened",
     ]

@@ -648,6 +648,7 @@ def test_rollback_with_a_new_incident_is_one_append_with_its_follow_ups(cw: Chan
         "Counter.NumberIssued",
         "Incident.Opened",
         "Incident.StatusChanged",  # P1 with an incident manager: SOP 4.1 follow-up
+        "Incident.BridgeOpened",
         "Counter.NumberIssued",
         "Bridge.Opened",
         "Counter.NumberIssued",
