@@ -61,10 +61,12 @@ class Step:
 class Driver:
     """What a scenario needs from a ledger: run a command, read a record and its history."""
 
-    def __init__(self, name: str, ledger: IncidentLedger, admin: UUID) -> None:
+    def __init__(self, name: str, ledger: IncidentLedger, admin: UUID, service: Any = None) -> None:
         self.name = name
         self.ledger = ledger
         self.admin = admin
+        self.service = service
+        """The PostgreSQL service (its views), or None for the in-memory ledger."""
 
     def run(self, command: Command, actor: UUID | None = None) -> Step:
         """Run `command` (as the administrator unless told otherwise); the events it stored."""
@@ -152,4 +154,4 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
         ledger.close()
     else:
         service = request.getfixturevalue("service")
-        yield Driver("postgres", service.ledger, admin_id(service))
+        yield Driver("postgres", service.ledger, admin_id(service), service)
