@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.audit import router as audit_router
+from api.compliance import router as compliance_router
 from api.deps import storable_parameters
 from api.incident_reads import router as incident_router
 from api.limits import BodyLimit
@@ -99,5 +100,6 @@ def create_app(
     app.include_router(incident_router)
     app.include_router(records_router())
     app.include_router(audit_router)
+    app.include_router(compliance_router)
     app.include_router(command_router())
     return app

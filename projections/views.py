@@ -68,6 +68,8 @@ RECORDS_DDL = [
         fields jsonb NOT NULL, version int NOT NULL, created_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS record_view_type ON record_view (record_type, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS record_view_incident ON record_view "
+    "((fields->>'incident_id'), record_type)",
     "CREATE INDEX IF NOT EXISTS record_view_fields ON record_view "
     "USING gin (fields jsonb_path_ops)",
 ]
