@@ -42,8 +42,8 @@ from tests.conftest import Actor
 
 log = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 60
-"""Cases per operation: 32 operations in about 45 s here."""
+MAX_EXAMPLES = 40
+"""Cases per operation: about 100 operations in about 2 minutes here."""
 READ_WAIT_SECONDS = 0.2
 """A fuzzed `Ledger-Min-Position` far ahead of the ledger is answered 503 view.behind this soon
 (instead of after the default 5 s)."""
