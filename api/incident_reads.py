@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from api.deps import Scope, ServiceDep
 from api.queries import READ_RESPONSES
 from api.read_models import IncidentState
-from api.records import AsOf, AsOfBasis, AsOfVersion, RecordStep, as_of_state, step_through
+from api.replay import AsOf, AsOfBasis, AsOfVersion, RecordStep, as_of_state, step_through
 from domain.incident import Incident
 
 router = APIRouter()

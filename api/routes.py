@@ -13,9 +13,9 @@ from fastapi import APIRouter, Body, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.concurrency import run_in_threadpool
 
+from api.collections import location
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
-from api.records import location
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment

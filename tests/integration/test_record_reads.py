@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 
+from api.collections import COLLECTIONS
 from api.database import Database
-from api.records import COLLECTIONS
 from api.service import Service
 from tests.conftest import Actor, Refuse
 
