@@ -19,6 +19,7 @@ from api.records import location
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
+from domain.business_calendar import AssignBusinessCalendar, RecordBusinessCalendar
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -37,6 +38,8 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.sla import RecordSLAAgreement, UpdateSLAAgreement
+from domain.sla_policy import RecordSLAPolicy
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -127,6 +130,11 @@ ROUTES = [
         path_fields={"incident": "reference"},
     ),
     CommandRoute("POST", "/attachments", AddAttachment, "attachments", 201),
+    CommandRoute("POST", "/sla-agreements", RecordSLAAgreement, "sla", 201),
+    CommandRoute("PATCH", "/sla-agreements/{agreement}", UpdateSLAAgreement, "sla"),
+    CommandRoute("POST", "/sla-policies", RecordSLAPolicy, "sla", 201),
+    CommandRoute("POST", "/business-calendars", RecordBusinessCalendar, "sla", 201),
+    CommandRoute("POST", "/clients/{client}/business-calendar", AssignBusinessCalendar, "sla"),
 ]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from domain.base import Command
 from domain.context import Handler
-from domain.handlers import incident, parties, records
+from domain.handlers import incident, parties, records, sla
 
-TABLES = (parties.HANDLERS, incident.HANDLERS, records.HANDLERS)
+TABLES = (parties.HANDLERS, incident.HANDLERS, records.HANDLERS, sla.HANDLERS)
 HANDLERS: dict[type[Command], Handler] = {k: v for table in TABLES for k, v in table.items()}
 assert len(HANDLERS) == sum(len(t) for t in TABLES), "a command has two handlers"
