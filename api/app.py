@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.analytics import router as analytics_router
 from api.deps import storable_parameters
 from api.limits import BodyLimit
 from api.queries import router as query_router
@@ -93,6 +94,7 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(query_router)
+    app.include_router(analytics_router)
     app.include_router(user_router)
     app.include_router(records_router())
     app.include_router(command_router())
