@@ -7,13 +7,14 @@ start, in force from the beginning of time."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from domain.base import Aggregate, Command, Meta, Moment, stable_id
+from domain.errors import require
 from domain.severity import Severity
 from domain.sla import Tier
 from domain.text import Name
@@ -33,12 +34,6 @@ class Target(BaseModel):
 
     response: int = Field(ge=1, le=MAX_MINUTES)
     resolution: int = Field(ge=1, le=MAX_MINUTES)
-
-    @model_validator(mode="after")
-    def _response_first(self) -> Self:
-        if self.response > self.resolution:
-            raise ValueError("the response target must not exceed the resolution target")
-        return self
 
 
 class SeverityTargets(BaseModel):
@@ -62,6 +57,18 @@ class TargetTable(BaseModel):
     def target(self, tier: Tier | str, severity: Severity | str) -> Target:
         found: Target = getattr(getattr(self, Tier(tier).value), Severity(severity).value)
         return found
+
+    def require_response_first(self, name: str) -> None:
+        """Responding cannot be allowed longer than resolving."""
+        for tier in Tier:
+            for severity in Severity:
+                target = self.target(tier, severity)
+                require(
+                    target.response <= target.resolution,
+                    "sla_policy.response_after_resolution",
+                    f"{name} {tier.value} {severity.value}: the response target "
+                    f"({target.response}) exceeds the resolution target ({target.resolution}).",
+                )
 
 
 def table(rows: dict[str, list[tuple[int, int]]]) -> TargetTable:

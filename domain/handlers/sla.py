@@ -91,6 +91,8 @@ def record_policy(cmd: RecordSLAPolicy, ctx: Context) -> Decision:
             f"{ctx.now.isoformat()}): a policy applies only to incidents detected after it "
             "takes effect, so it never rewrites an earlier result.",
         )
+    cmd.round_the_clock.require_response_first("round_the_clock")
+    cmd.business_hours.require_response_first("business_hours")
     policy = SLAPolicy(
         meta=ctx.meta,
         name=cmd.name,

@@ -19,6 +19,7 @@ from api.routes import ROUTES, CommandRoute, body_model
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
+from domain.business_calendar import AssignBusinessCalendar, RecordBusinessCalendar
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
 from domain.configuration_item import (
@@ -36,6 +37,8 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.sla import RecordSLAAgreement, UpdateSLAAgreement
+from domain.sla_policy import BUSINESS_HOURS, ROUND_THE_CLOCK, RecordSLAPolicy
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 from tests.conftest import Actor
@@ -62,6 +65,8 @@ class Records:
     escalation: str
     work_note: str
     api_key: str  # the key id of a key issued to `user`
+    agreement: str  # an inactive SLA agreement of `client`
+    business_calendar: str
 
     def allowed(self, route: CommandRoute) -> Actor:
         """An actor whose role may issue the route's command."""
@@ -112,7 +117,47 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
     api_key = _created(client.post(f"/users/{user}/api-keys", json={}, headers=admin.headers))[
         "extra"
     ]["key_id"]
-    return Records(actors, user, client_id, ci, incident, detected, escalation, note, api_key)
+    agreement = _created(
+        client.post(
+            "/sla-agreements",
+            json={**_agreement_body(client_id), "status": "inactive"},
+            headers=admin.headers,
+        )
+    )["id"]
+    calendar = _created(
+        client.post("/business-calendars", json=_calendar_body(), headers=admin.headers)
+    )["id"]
+    return Records(
+        actors,
+        user,
+        client_id,
+        ci,
+        incident,
+        detected,
+        escalation,
+        note,
+        api_key,
+        agreement,
+        calendar,
+    )
+
+
+def _agreement_body(client_id: str) -> dict[str, Any]:
+    return {
+        "client": client_id,
+        "tier": "standard",
+        "support_coverage": "24x7",
+        "effective_date": "2025-01-01",
+    }
+
+
+def _calendar_body() -> dict[str, Any]:
+    return {
+        "name": "Office hours",
+        "time_zone": "Europe/Madrid",
+        "working_hours": {"monday": ["09:00-14:00", "15:00-18:00"], "friday": ["08:00-15:00"]},
+        "holidays": ["2025-12-25"],
+    }
 
 
 def _client_body() -> dict[str, Any]:
@@ -189,6 +234,15 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
             "delivery_method": "email",
             "message_content": "We are on it.",
         },
+        RecordSLAAgreement: _agreement_body(rec.client),
+        UpdateSLAAgreement: {"agreement": rec.agreement, "tier": "premium"},
+        RecordSLAPolicy: {
+            "name": "Stricter",
+            "round_the_clock": ROUND_THE_CLOCK.model_dump(),
+            "business_hours": BUSINESS_HOURS.model_dump(),
+        },
+        RecordBusinessCalendar: _calendar_body(),
+        AssignBusinessCalendar: {"client": rec.client, "business_calendar": rec.business_calendar},
         AddAttachment: {
             "reference_type": "incident",
             "reference": rec.incident,

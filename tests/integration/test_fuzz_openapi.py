@@ -77,6 +77,7 @@ BODY_FIELDS = {
     "configuration_item": "configuration_item",
     "configuration_items": "configuration_item",
     "reference": "incident",
+    "business_calendar": "business_calendar",
 }
 """Body fields that name a record, and the pool of real records that fills them."""
 _emails = itertools.count()
@@ -200,6 +201,29 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
         for number in numbers[:2]
     ]
     keys = [post(f"/users/{user}/api-keys", {})["extra"]["key_id"] for user in users]
+    agreements = [
+        post(
+            "/sla-agreements",
+            {
+                "client": clients[n],
+                "tier": tier,
+                "support_coverage": "business_hours",
+                "effective_date": "2025-01-01",
+                "status": "inactive",
+            },
+        )["id"]
+        for n, tier in enumerate(("premium", "basic"))
+    ]
+    calendars = [
+        post(
+            "/business-calendars",
+            {
+                "name": "Fuzz hours",
+                "time_zone": "Europe/Paris",
+                "working_hours": {"monday": ["09:00-17:00"], "thursday": ["10:00-16:00"]},
+            },
+        )["id"]
+    ]
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -213,6 +237,8 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             "work_note": notes,
             "communication": communications,
             "attachment": attachments,
+            "agreement": agreements,
+            "business_calendar": calendars,
         },
     )
 
