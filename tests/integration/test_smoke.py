@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from projections.views import VIEWS
+
 
 def test_health_reports_projection_lag(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["head"] > 0
-    assert {lag["view"] for lag in body["projections"]} == {"current_state", "timeline"}
+    assert {lag["view"] for lag in body["projections"]} == {view.name for view in VIEWS}
     for view in body["projections"]:
         assert set(view) == {"view", "position", "head", "events_behind", "lag_ms", "error"}
         assert view["position"] <= view["head"] == body["head"]
