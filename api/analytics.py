@@ -33,7 +33,8 @@ from domain.errors import Forbidden, InvalidInput
 from domain.incident import IncidentStatus
 from domain.user import User
 from projections.facts import load
-from projections.metrics import DIMENSIONS, MetricFilters, metrics
+from projections.metric_filters import DIMENSIONS, MetricFilters
+from projections.metrics import report
 from projections.queries import BadQuery
 from projections.sla_explain import explain
 from projections.sla_queries import Filters, breaches, list_policies
@@ -317,32 +318,19 @@ def get_metrics(
     assert all(d in DIMENSIONS for d in dims)
     filters = MetricFilters(_now(now), start, before, limited, severity)
     with service.read_view("analytics", wanted) as (curs, position):
-        overall = metrics(curs, filters, [], provenance)
-        groups = metrics(curs, filters, dims, provenance) if dims else []
+        overall, groups = report(curs, filters, dims, provenance)
     response.headers[VIEW_POSITION] = str(position)
-    empty = {
-        "key": {},
-        "incidents": 0,
-        "mtta": _empty_stat(),
-        "mttr": _empty_stat(),
-        "reopen_rate": {"rate": None, "reopened": 0, "resolved": 0, "provenance": None},
-        "sla_compliance": {"percent": None, "compliant": 0, "decided": 0, "provenance": None},
-    }
-    report = MetricsReport.model_validate(
+    answer = MetricsReport.model_validate(
         {
             "now": filters.now,
             "detected_from": detected_from,
             "detected_to": detected_to,
             "group_by": dims,
-            "overall": overall[0] if overall else empty,
+            "overall": {"key": {}} | overall,
             "groups": groups,
         }
     ).model_dump(mode="json")
     if format == "csv":
-        rows = [_flat(g) for g in [report["overall"] | {"key": {}}, *report["groups"]]]
+        rows = [_flat(g) for g in [answer["overall"], *answer["groups"]]]
         return csv_answer(rows, "mtta-mttr.csv", position)
-    return report
-
-
-def _empty_stat() -> dict[str, Any]:
-    return {"count": 0, "mean": None, "median": None, "p90": None, "provenance": None}
+    return answer

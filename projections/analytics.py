@@ -34,8 +34,8 @@ CLOCK_COLUMNS = (
     "detection_time", "reopen_count", "agreement_id", "tier", "coverage", "policy_id",
     "calendar_id", "clock",
     "response_target", "response_stop", "response_minutes", "response_risk_at", "response_due_at",
-    "resolution_target", "resolution_stop", "resolution_minutes", "resolution_risk_at",
-    "resolution_due_at",
+    "response_met_at", "resolution_target", "resolution_stop", "resolution_minutes",
+    "resolution_risk_at", "resolution_due_at", "resolution_met_at", "breach_at", "met_at",
 )  # fmt: skip
 
 ANALYTICS_DDL = [
@@ -43,7 +43,15 @@ ANALYTICS_DDL = [
         id uuid PRIMARY KEY, number text NOT NULL, severity text NOT NULL,
         category text NOT NULL, status text NOT NULL, assigned_to uuid,
         detection_time timestamptz NOT NULL, acknowledged_at timestamptz,
-        resolved_at timestamptz, closed_at timestamptz, reopen_count int NOT NULL DEFAULT 0)""",
+        resolved_at timestamptz, closed_at timestamptz, reopen_count int NOT NULL DEFAULT 0,
+        mtta_minutes double precision GENERATED ALWAYS AS
+          (extract(epoch FROM acknowledged_at - detection_time)::float8 / 60) STORED,
+        mttr_minutes double precision GENERATED ALWAYS AS
+          (CASE WHEN status IN ('resolved', 'closed') THEN
+            extract(epoch FROM coalesce(resolved_at, closed_at) - detection_time)::float8 / 60
+          END) STORED,
+        resolved_once boolean GENERATED ALWAYS AS
+          (resolved_at IS NOT NULL OR status IN ('resolved', 'closed')) STORED)""",
     "CREATE INDEX IF NOT EXISTS sla_incident_detection ON sla_incident (detection_time, id)",
     """CREATE TABLE IF NOT EXISTS sla_link (
         incident_id uuid NOT NULL, ci_id uuid NOT NULL, PRIMARY KEY (incident_id, ci_id))""",
@@ -80,12 +88,14 @@ ANALYTICS_DDL = [
         agreement_id uuid, tier text, coverage text, policy_id uuid, calendar_id uuid,
         clock text NOT NULL,
         response_target int, response_stop timestamptz, response_minutes double precision,
-        response_risk_at timestamptz, response_due_at timestamptz,
+        response_risk_at timestamptz, response_due_at timestamptz, response_met_at timestamptz,
         resolution_target int, resolution_stop timestamptz,
         resolution_minutes double precision, resolution_risk_at timestamptz,
-        resolution_due_at timestamptz,
+        resolution_due_at timestamptz, resolution_met_at timestamptz,
+        breach_at timestamptz, met_at timestamptz,
         PRIMARY KEY (incident_id, client_id))""",
-    "CREATE INDEX IF NOT EXISTS sla_clock_detection ON sla_clock (detection_time, incident_id)",
+    "CREATE INDEX IF NOT EXISTS sla_clock_detection "
+    "ON sla_clock (detection_time, incident_id, client_id)",
     "CREATE INDEX IF NOT EXISTS sla_clock_client ON sla_clock (client_id, detection_time)",
 ]
 
@@ -131,7 +141,7 @@ def _table(name: str, suffix: str) -> Identifier:
 
 
 DIRTY_SQL = """
-SELECT id FROM {incident} WHERE id = ANY(%(incidents)s)
+SELECT DISTINCT incident_id AS id FROM {link} WHERE incident_id = ANY(%(incidents)s)
 UNION SELECT l.incident_id FROM {link} l JOIN {incident} i ON i.id = l.incident_id
       JOIN unnest(%(cis)s::uuid[], %(ci_at)s::timestamptz[]) AS c(id, at) ON c.id = l.ci_id
       WHERE i.detection_time >= c.at
@@ -143,12 +153,14 @@ UNION SELECT p.incident_id FROM {clock} p JOIN {agreement} r ON r.client_id = p.
       JOIN unnest(%(agreements)s::uuid[], %(agreement_at)s::timestamptz[]) AS a(id, at)
         ON a.id = r.id
       WHERE p.detection_time >= a.at
-UNION SELECT id FROM {incident} WHERE detection_time >= %(policies_from)s
+UNION SELECT i.id FROM {incident} i JOIN {link} l ON l.incident_id = i.id
+      WHERE i.detection_time >= %(policies_from)s
 """
 
 
 def dirty_incidents(curs: Cursor[DictRow], seeds: Seeds, suffix: str = "") -> list[UUID]:
-    """The incidents whose clocks the page's facts can have changed."""
+    """The incidents whose clocks the page's facts can have changed (an incident with no CI
+    has no clocks: CI links are never removed)."""
     curs.execute(
         SQL(DIRTY_SQL).format(
             incident=_table("sla_incident", suffix),

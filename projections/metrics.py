@@ -7,223 +7,159 @@ time. Median: the middle value (mean of the two middle ones for an even count); 
 value with at least 90 % of the values at or below it (nearest rank). Reopen rate: incidents
 reopened at least once among those resolved at least once. SLA compliance: among (incident,
 client) pairs under an SLA whose outcome is known at `now` (a clock breached, or both met), the
-share with both clocks met."""
+share with both clocks met.
+
+The overall figures and the groups' come from one statement each (GROUPING SETS) where a group
+holds each incident once; groupings by CI, client or tier (an incident in several groups) read
+the groups' members first."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from projections.sla_queries import STATUSES_SQL
+from projections.metric_filters import DIMENSIONS, MetricFilters, keys_of
+from projections.provenance import attach
 
-UTC_TIME = "(i.detection_time AT TIME ZONE 'UTC')"
-DIMENSIONS: dict[str, tuple[str, str | None]] = {
-    "severity": ("i.severity", None),
-    "category": ("i.category", None),
-    "assignee": ("i.assigned_to::text", None),
-    "day": (f"to_char({UTC_TIME}, 'YYYY-MM-DD')", None),
-    "week": (f"to_char(date_trunc('week', {UTC_TIME}), 'YYYY-MM-DD')", None),
-    "month": (f"to_char({UTC_TIME}, 'YYYY-MM')", None),
-    "ci": ("l.ci_id::text", "ci"),
-    "client": ("p.client_id::text", "pair"),
-    "tier": ("p.tier", "pair"),
-}
-"""Each grouping: its SQL over the incident `i` (a week is named by its Monday, UTC), and the
-table it needs joined (`l` the incident's CIs, `p` its (incident, client) pairs)."""
-
-INCIDENTS_SQL = """SELECT i.id, i.number, i.severity, i.category, i.assigned_to, i.detection_time,
-    i.status, i.reopen_count,
-    extract(epoch FROM i.acknowledged_at - i.detection_time)::float8 / 60 AS mtta,
-    CASE WHEN i.status IN ('resolved', 'closed') THEN
-      extract(epoch FROM coalesce(i.resolved_at, i.closed_at) - i.detection_time)::float8 / 60
-    END AS mttr,
-    (i.resolved_at IS NOT NULL OR i.status IN ('resolved', 'closed')) AS resolved_once
-    FROM sla_incident i"""
+DECIDED = "(%(now)s > p.breach_at OR %(now)s >= p.met_at)"
+COMPLIANT = "(%(now)s >= p.met_at AND NOT coalesce(%(now)s > p.breach_at, false))"
+"""A pair's outcome is known once a clock breached or both met (sla_queries.pair_status)."""
 
 
-@dataclass(frozen=True)
-class MetricFilters:
-    now: datetime
-    detected_from: datetime | None = None
-    detected_before: datetime | None = None
-    client_id: UUID | None = None
-    severity: str | None = None
-
-    def sql(self) -> tuple[str, dict[str, Any]]:
-        conditions, params = ["true"], {"now": self.now, "client_id": self.client_id}
-        for name, sql in (
-            ("detected_from", "i.detection_time >= %(detected_from)s"),
-            ("detected_before", "i.detection_time < %(detected_before)s"),
-            ("severity", "i.severity = %(severity)s"),
-            (
-                "client_id",
-                "EXISTS (SELECT 1 FROM sla_clock c WHERE c.incident_id = i.id "
-                "AND c.client_id = %(client_id)s)",
-            ),
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                conditions.append(sql)
-                params[name] = value
-        return " AND ".join(conditions), params
+def _stat(name: str) -> str:
+    v = f"i.{name}_minutes"
+    return (
+        f"count({v}) AS {name}_count, avg({v}) AS {name}_mean, "
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {v}) AS {name}_median, "
+        f"percentile_disc(0.9) WITHIN GROUP (ORDER BY {v}) AS {name}_p90"
+    )
 
 
-def _membership(group_by: Sequence[str], client: UUID | None) -> tuple[str, list[str]]:
-    """SQL of (incident id, group keys g0, g1, ...), one row per incident and group."""
-    keys = [f"{DIMENSIONS[d][0]} AS g{n}" for n, d in enumerate(group_by)]
-    joins = {DIMENSIONS[d][1] for d in group_by} - {None}
-    sql = f"SELECT {'DISTINCT ' if joins else ''}i.id{''.join(', ' + k for k in keys)} FROM inc i"
+FIGURES = f"""count(*) AS incidents, {_stat("mtta")}, {_stat("mttr")},
+    count(*) FILTER (WHERE i.resolved_once) AS resolved,
+    count(*) FILTER (WHERE i.resolved_once AND i.reopen_count > 0) AS reopened"""
+COMPLIANCE = f"""count(*) FILTER (WHERE {DECIDED}) AS decided,
+    count(*) FILTER (WHERE {COMPLIANT}) AS compliant"""
+
+
+Groups = dict[tuple[Any, ...], dict[str, Any]]
+
+
+def _sets(keys: list[str]) -> tuple[str, str]:
+    """Columns and GROUP BY for the groups and the overall row together (`overall` tells)."""
+    if not keys:
+        return "true AS overall", ""
+    columns = ", ".join(f"{k} AS g{n}" for n, k in enumerate(keys))
+    return (
+        f"{columns}, grouping({', '.join(keys)}) <> 0 AS overall",
+        f" GROUP BY GROUPING SETS (({', '.join(keys)}), ())",
+    )
+
+
+def _split(rows: list[DictRow], n: int) -> tuple[DictRow | None, dict[tuple[Any, ...], DictRow]]:
+    overall, groups = None, {}
+    for row in rows:
+        if row["overall"]:
+            overall = row
+        else:
+            groups[tuple(row[f"g{i}"] for i in range(n))] = row
+    return overall, groups
+
+
+def _figures_rows(
+    curs: Cursor[DictRow], filters: MetricFilters, dims: Sequence[str]
+) -> tuple[DictRow | None, dict[tuple[Any, ...], DictRow]]:
+    joins = {DIMENSIONS[d][1] for d in dims} - {None}
+    base = f"FROM sla_incident i WHERE {filters.where('i')}"
+    if not joins:
+        columns, grouping = _sets(keys_of(dims, "i"))
+        curs.execute(f"SELECT {columns}, {FIGURES} {base}{grouping}", filters.params)
+        return _split(list(curs.fetchall()), len(dims))
+    overall, _ = _figures_rows(curs, filters, [])
+    keys = keys_of(dims, "i")
+    members = ", ".join(f"{k} AS g{n}" for n, k in enumerate(keys))
+    listed = ", ".join(f"m.g{n}" for n in range(len(keys)))
+    sql = f"SELECT DISTINCT i.id, {members} FROM sla_incident i"
     if "pair" in joins:
-        only = " AND p.client_id = %(client_id)s" if client is not None else ""
+        only = " AND p.client_id = %(client_id)s" if filters.client_id else ""
         sql += f" LEFT JOIN sla_clock p ON p.incident_id = i.id{only}"
     if "ci" in joins:
         sql += " LEFT JOIN sla_link l ON l.incident_id = i.id"
-    return sql, [f"g{n}" for n in range(len(group_by))]
-
-
-def _stat(prefix: str) -> str:
-    v = f"i.{prefix}"
-    return (
-        f"count({v}) AS {prefix}_count, avg({v}) AS {prefix}_mean, "
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {v}) AS {prefix}_median, "
-        f"percentile_disc(0.9) WITHIN GROUP (ORDER BY {v}) AS {prefix}_p90"
-    )
-
-
-COMPLIANCE = """count(*) FILTER (WHERE 'breached' IN (s.response_status, s.resolution_status)
-      OR (s.response_status = 'met' AND s.resolution_status = 'met')) AS decided,
-    count(*) FILTER (WHERE s.response_status = 'met' AND s.resolution_status = 'met')
-      AS compliant"""
-
-
-def metrics(
-    curs: Cursor[DictRow], filters: MetricFilters, group_by: Sequence[str], provenance: bool
-) -> list[dict[str, Any]]:
-    """One entry per group (a single one with no grouping): its key and its figures."""
-    where, params = filters.sql()
-    membership, keys = _membership(group_by, filters.client_id)
-    pairs = ["s.incident_id = m.id"]
-    for key, dimension in zip(keys, group_by, strict=True):
-        if dimension == "client":
-            pairs.append(f"s.client_id::text = m.{key}")
-        elif dimension == "tier":
-            pairs.append(f"s.tier = m.{key}")
-    if filters.client_id is not None:
-        pairs.append("s.client_id = %(client_id)s")
-    head = f"WITH inc AS ({INCIDENTS_SQL} WHERE {where}), m AS ({membership})"
-    statuses = f"({STATUSES_SQL} WHERE p.response_target IS NOT NULL)"
-    listed = ", ".join(f"m.{k}" for k in keys)
-    grouped = f" GROUP BY {listed} ORDER BY {listed}" if keys else ""
-    prefix = f"{listed}, " if keys else ""
     curs.execute(
-        f"""{head} SELECT {prefix}count(*) AS incidents, {_stat("mtta")}, {_stat("mttr")},
-            count(*) FILTER (WHERE i.resolved_once) AS resolved,
-            count(*) FILTER (WHERE i.resolved_once AND i.reopen_count > 0) AS reopened
-            FROM m JOIN inc i ON i.id = m.id{grouped}""",
-        params,
+        f"""WITH m AS ({sql} WHERE {filters.where("i")})
+            SELECT {listed}, false AS overall, {FIGURES}
+            FROM m JOIN sla_incident i ON i.id = m.id GROUP BY {listed}""",
+        filters.params,
     )
-    groups = {tuple(r[k] for k in keys): _figures(r) for r in curs.fetchall()}
+    return overall, _split(list(curs.fetchall()), len(dims))[1]
+
+
+def _compliance_rows(
+    curs: Cursor[DictRow], filters: MetricFilters, dims: Sequence[str]
+) -> tuple[DictRow | None, dict[tuple[Any, ...], DictRow]]:
+    where = f"WHERE p.response_target IS NOT NULL AND {filters.where('p')}"
+    if "ci" not in dims:
+        columns, grouping = _sets(keys_of(dims, "p"))
+        curs.execute(
+            f"SELECT {columns}, {COMPLIANCE} FROM sla_clock p {where}{grouping}", filters.params
+        )
+        return _split(list(curs.fetchall()), len(dims))
+    overall, _ = _compliance_rows(curs, filters, [])
+    keys = keys_of(dims, "p")
+    columns = ", ".join(f"{k} AS g{n}" for n, k in enumerate(keys))
     curs.execute(
-        f"""{head} SELECT {prefix}{COMPLIANCE} FROM m JOIN {statuses} s
-            ON {" AND ".join(pairs)}{grouped}""",
-        params,
+        f"""SELECT {columns}, false AS overall, {COMPLIANCE} FROM sla_clock p
+            LEFT JOIN sla_link l ON l.incident_id = p.incident_id {where}
+            GROUP BY {", ".join(keys)}""",
+        filters.params,
     )
-    for row in curs.fetchall():
-        found = groups.get(tuple(row[k] for k in keys))
-        if found is not None:
-            found["sla_compliance"] |= _compliance(row)
+    return overall, _split(list(curs.fetchall()), len(dims))[1]
+
+
+def report(
+    curs: Cursor[DictRow], filters: MetricFilters, dims: Sequence[str], provenance: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The overall figures, and one entry per group (its key and its figures)."""
+    overall_row, group_rows = _figures_rows(curs, filters, dims)
+    overall_pairs, group_pairs = _compliance_rows(curs, filters, dims)
+    overall = _figures(overall_row, overall_pairs)
+    groups = {k: _figures(row, group_pairs.get(k)) for k, row in sorted(group_rows.items(),
+              key=lambda item: tuple((v is None, v or "") for v in item[0]))}  # fmt: skip
     if provenance:
-        _provenance(curs, head, keys, pairs, statuses, params, groups)
-    return [
-        {"key": dict(zip(group_by, key, strict=True))} | figures for key, figures in groups.items()
-    ]
+        attach(curs, filters, dims, overall, groups)
+    return overall, [{"key": dict(zip(dims, k, strict=True))} | f for k, f in groups.items()]
 
 
 def _round(value: Any) -> float | None:
     return None if value is None else round(float(value), 2)
 
 
-def _figures(row: dict[str, Any]) -> dict[str, Any]:
-    figures: dict[str, Any] = {"incidents": row["incidents"]}
+def _figures(row: DictRow | None, pairs: DictRow | None) -> dict[str, Any]:
+    found: dict[str, Any] = dict(row) if row else {"incidents": 0, "resolved": 0, "reopened": 0}
+    figures: dict[str, Any] = {"incidents": found["incidents"]}
     for name in ("mtta", "mttr"):
         figures[name] = {
-            "count": row[f"{name}_count"],
-            "mean": _round(row[f"{name}_mean"]),
-            "median": _round(row[f"{name}_median"]),
-            "p90": _round(row[f"{name}_p90"]),
+            "count": found.get(f"{name}_count") or 0,
+            "mean": _round(found.get(f"{name}_mean")),
+            "median": _round(found.get(f"{name}_median")),
+            "p90": _round(found.get(f"{name}_p90")),
             "provenance": None,
         }
-    resolved, reopened = row["resolved"], row["reopened"]
+    resolved, reopened = found["resolved"], found["reopened"]
     figures["reopen_rate"] = {
         "rate": round(100 * reopened / resolved, 2) if resolved else None,
         "reopened": reopened,
         "resolved": resolved,
         "provenance": None,
     }
-    figures["sla_compliance"] = {"percent": None, "compliant": 0, "decided": 0, "provenance": None}
-    return figures
-
-
-def _compliance(row: dict[str, Any]) -> dict[str, Any]:
-    decided, compliant = row["decided"], row["compliant"]
-    return {
+    decided, compliant = (pairs["decided"], pairs["compliant"]) if pairs else (0, 0)
+    figures["sla_compliance"] = {
         "percent": round(100 * compliant / decided, 2) if decided else None,
         "compliant": compliant,
         "decided": decided,
+        "provenance": None,
     }
-
-
-def _provenance(
-    curs: Cursor[DictRow],
-    head: str,
-    keys: list[str],
-    pairs: list[str],
-    statuses: str,
-    params: dict[str, Any],
-    groups: dict[tuple[Any, ...], dict[str, Any]],
-) -> None:
-    """The incidents behind each figure, with their minutes (and pairs, for compliance)."""
-    selected = "".join(f"m.{k}, " for k in keys)
-    for figures in groups.values():
-        for name in ("mtta", "mttr", "reopen_rate", "sla_compliance"):
-            figures[name]["provenance"] = []
-    curs.execute(
-        f"""{head} SELECT {selected}i.id, i.number, i.mtta, i.mttr, i.resolved_once,
-            i.reopen_count FROM m JOIN inc i ON i.id = m.id ORDER BY i.detection_time, i.number""",
-        params,
-    )
-    for r in curs.fetchall():
-        figures = groups[tuple(r[k] for k in keys)]
-        ident = {"incident_id": r["id"], "number": r["number"]}
-        for name in ("mtta", "mttr"):
-            if r[name] is not None:
-                figures[name]["provenance"].append(ident | {"minutes": round(r[name], 2)})
-        if r["resolved_once"]:
-            figures["reopen_rate"]["provenance"].append(ident | {"reopen_count": r["reopen_count"]})
-    curs.execute(
-        f"""{head} SELECT {selected}s.incident_id, s.number, s.client_id, s.tier,
-            s.response_status, s.resolution_status FROM m JOIN {statuses} s
-            ON {" AND ".join(pairs)} ORDER BY s.detection_time, s.number, s.client_id""",
-        params,
-    )
-    for r in curs.fetchall():
-        statuses_ = (r["response_status"], r["resolution_status"])
-        if "breached" not in statuses_ and statuses_ != ("met", "met"):
-            continue  # not decided yet: not behind the figure
-        groups[tuple(r[k] for k in keys)]["sla_compliance"]["provenance"].append(
-            {
-                "incident_id": r["incident_id"],
-                "number": r["number"],
-                "client_id": r["client_id"],
-                "tier": r["tier"],
-                "response_status": r["response_status"],
-                "resolution_status": r["resolution_status"],
-                "compliant": statuses_ == ("met", "met"),
-            }
-        )
+    return figures

@@ -15,26 +15,24 @@ from psycopg.rows import DictRow
 
 from projections.business_time import Calendar
 from projections.queries import BadQuery, encode_cursor
+from projections.sla_rules import clock_of, status
 
 SLA_STATUSES = ("met", "breached", "running", "at_risk")
 
 
-def clock_status(prefix: str) -> str:
-    """SQL: a clock's status as of %(now)s (see sla_rules.status)."""
-    p = prefix
-    return f"""CASE WHEN {p}_target IS NULL THEN NULL
-        WHEN {p}_stop IS NOT NULL AND {p}_stop <= %(now)s
-          THEN CASE WHEN {p}_minutes > {p}_target THEN 'breached' ELSE 'met' END
-        WHEN {p}_due_at IS NOT NULL AND %(now)s > {p}_due_at THEN 'breached'
-        WHEN {p}_risk_at IS NOT NULL AND %(now)s >= {p}_risk_at THEN 'at_risk'
+def pair_status(p: str = "p") -> str:
+    """SQL: a pair's status as of %(now)s, from the instants stored with it: breached once
+    either clock is (after `breach_at`), met once both stopped within target (`met_at`), at
+    risk while a clock that has not met its target has used 75 % of it, else running. The same
+    as the worse of sla_rules.status of the two clocks."""
+
+    def risky(c: str) -> str:
+        return f"(%(now)s >= {p}.{c}_risk_at AND NOT coalesce(%(now)s >= {p}.{c}_met_at, false))"
+
+    return f"""CASE WHEN %(now)s > {p}.breach_at THEN 'breached'
+        WHEN %(now)s >= {p}.met_at THEN 'met'
+        WHEN {risky("response")} OR {risky("resolution")} THEN 'at_risk'
         ELSE 'running' END"""
-
-
-PAIR_STATUS = """CASE WHEN 'breached' IN (response_status, resolution_status) THEN 'breached'
-    WHEN 'at_risk' IN (response_status, resolution_status) THEN 'at_risk'
-    WHEN 'running' IN (response_status, resolution_status) THEN 'running' ELSE 'met' END"""
-STATUSES_SQL = f"""SELECT p.*, {clock_status("response")} AS response_status,
-    {clock_status("resolution")} AS resolution_status FROM sla_clock p"""
 
 
 @dataclass(frozen=True)
@@ -74,26 +72,27 @@ def breaches(
     page of those whose status is one of `wanted`, newest detection first."""
     conditions, params = filters.where()
     conditions.append("p.response_target IS NOT NULL")
-    statuses = f"{STATUSES_SQL} WHERE {' AND '.join(conditions)}"
+    where = " AND ".join(conditions)
     curs.execute(
-        f"SELECT {PAIR_STATUS} AS sla_status, count(*) AS n FROM ({statuses}) s GROUP BY 1",
+        f"SELECT {pair_status()} AS sla_status, count(*) AS n FROM sla_clock p WHERE {where} "
+        "GROUP BY 1",
         params,
     )
     summary = dict.fromkeys(SLA_STATUSES, 0) | {r["sla_status"]: r["n"] for r in curs.fetchall()}
-    page_conditions = ["sla_status = ANY(%(wanted)s)"]
+    page_conditions = [f"{pair_status()} = ANY(%(wanted)s)"]
     params["wanted"] = list(wanted)
     if cursor:
         after, incident, client = _decode(cursor)
         page_conditions.append(
-            "(detection_time, incident_id, client_id) < (%(after)s, %(incident)s, %(client)s)"
+            "(p.detection_time, p.incident_id, p.client_id) < (%(after)s, %(incident)s, %(client)s)"
         )
         params |= {"after": after, "incident": incident, "client": client}
     curs.execute(
-        f"""SELECT t.*, c.client_name FROM (SELECT s.*, {PAIR_STATUS} AS sla_status
-            FROM ({statuses}) s) t LEFT JOIN sla_client c ON c.id = t.client_id
-            WHERE {" AND ".join(page_conditions)}
-            ORDER BY detection_time DESC, incident_id DESC, client_id DESC
-            LIMIT %(limit)s""",
+        f"""SELECT t.*, c.client_name FROM (SELECT p.*, {pair_status()} AS sla_status
+            FROM sla_clock p WHERE {where} AND {" AND ".join(page_conditions)}
+            ORDER BY p.detection_time DESC, p.incident_id DESC, p.client_id DESC
+            LIMIT %(limit)s) t LEFT JOIN sla_client c ON c.id = t.client_id
+            ORDER BY t.detection_time DESC, t.incident_id DESC, t.client_id DESC""",
         params | {"limit": limit + 1},
     )
     rows = list(curs.fetchall())
@@ -146,7 +145,7 @@ def shown(row: dict[str, Any], now: datetime, calendars: dict[UUID, Calendar]) -
         used = elapsed(row, prefix, now, cal)
         stop = row[f"{prefix}_stop"]
         clocks[prefix] = {
-            "status": row[f"{prefix}_status"],
+            "status": status(clock_of(row, prefix), now),
             "target_minutes": target,
             "elapsed_minutes": round(used, 2),
             "used_percent": round(100 * used / target, 1),

@@ -160,6 +160,18 @@ class Clock:
     due_at: datetime | None
     """The last instant the target still holds: breached after it."""
 
+    @property
+    def met_at(self) -> datetime | None:
+        """When it stopped within its target (None: it did not, or not yet)."""
+        if self.stopped_at is None or self.minutes is None or self.minutes > self.target:
+            return None
+        return self.stopped_at
+
+    @property
+    def breach_at(self) -> datetime | None:
+        """Breached after this instant (None: never, it stopped within its target)."""
+        return None if self.met_at is not None else self.due_at
+
 
 def clock(start: datetime, stop: datetime | None, target: int, cal: Calendar | None) -> Clock:
     full, risk = timedelta(minutes=target), timedelta(minutes=target * AT_RISK)
@@ -243,8 +255,25 @@ class Pair:
                 f"{name}_minutes": c.minutes if c else None,
                 f"{name}_risk_at": c.at_risk_at if c else None,
                 f"{name}_due_at": c.due_at if c else None,
+                f"{name}_met_at": c.met_at if c else None,
             }
+        # The pair is breached once either clock is, met once both are (see pair_status).
+        breaches = [c.breach_at for c in (self.response, self.resolution) if c and c.breach_at]
+        mets = [c.met_at for c in (self.response, self.resolution) if c]
+        row["breach_at"] = min(breaches, default=None)
+        row["met_at"] = max(mets) if len(mets) == 2 and None not in mets else None  # type: ignore[type-var]
         return row
+
+
+def clock_of(row: dict[str, Any], name: str) -> Clock:
+    """A clock back from its `sla_clock` row."""
+    return Clock(
+        row[f"{name}_target"],
+        row[f"{name}_stop"],
+        row[f"{name}_minutes"],
+        row[f"{name}_risk_at"],
+        row[f"{name}_due_at"],
+    )
 
 
 def derive(incident: IncidentFacts, refs: References) -> list[Pair]:

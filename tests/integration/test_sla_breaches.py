@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from api.service import Service
 from domain.sla import UpdateSLAAgreement
 from domain.sla_policy import BUSINESS_HOURS, ROUND_THE_CLOCK, RecordSLAPolicy, table
+from projections.sla_queries import pair_status
+from projections.sla_rules import clock_of, status, worst
 from tests.conftest import Actor
 from tests.integration.sla_world import SLAWorld, at, make_world
 
@@ -365,3 +367,32 @@ def test_breaches_default_to_breached_and_at_risk_with_summary(world: SLAWorld) 
     assert csv_text.headers["content-type"].startswith("text/csv")
     assert csv_text.text.splitlines()[0].startswith("incident_id,number,client_id")
     assert len(csv_text.text.strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize("offset_days", [-400, -200, -30, 0, 30, 3650])
+def test_pair_status_in_sql_agrees_with_worse_clock_status(
+    world: SLAWorld, offset_days: int
+) -> None:
+    """The breach list filters in SQL on instants stored with each pair; every pair of the view
+    must get the status the clocks' own rule gives (projections/sla_rules.status)."""
+    now = datetime.now(UTC) + timedelta(days=offset_days)
+    with world.service.reader.reading("analytics") as (curs, _position):
+        curs.execute(
+            f"SELECT p.*, {pair_status()} AS sla_status FROM sla_clock p "
+            "WHERE p.response_target IS NOT NULL",
+            {"now": now},
+        )
+        rows = curs.fetchall()
+
+    assert rows
+    wrong = [
+        (r["number"], r["sla_status"], expected)
+        for r in rows
+        if r["sla_status"]
+        != (
+            expected := worst(
+                [status(clock_of(r, "response"), now), status(clock_of(r, "resolution"), now)]
+            )
+        )
+    ]
+    assert wrong == []
