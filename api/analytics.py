@@ -7,14 +7,11 @@ reads only their own client's clocks and figures (naming another client is 403).
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import PlainTextResponse
 
 from api.analytics_models import (
     ClockStatus,
@@ -24,6 +21,7 @@ from api.analytics_models import (
     SLAPolicyList,
     SLAReferenceResult,
 )
+from api.csv_export import csv_answer, flat
 from api.deps import CurrentUser, Scope, ServiceDep
 from api.queries import VIEW_POSITION, VIEW_RESPONSES, MinPosition
 from api.service import Service
@@ -119,41 +117,6 @@ def _now(now: datetime | None) -> datetime:
     return now.astimezone(UTC)
 
 
-def _safe(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula, quoted."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def csv_answer(rows: list[dict[str, Any]], filename: str, position: int) -> PlainTextResponse:
-    out = io.StringIO()
-    fields = list(dict.fromkeys(name for row in rows for name in row))
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _safe(v) for k, v in row.items()})
-    return PlainTextResponse(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            VIEW_POSITION: str(position),
-        },
-    )
-
-
-def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}_")
-        elif not isinstance(value, list):
-            plain = value is None or isinstance(value, int | float | bool)
-            flat[f"{prefix}{key}"] = value if plain else str(value)
-    return flat
-
-
 @router.get(
     "/sla/breaches",
     summary="SLA clocks per (incident, client): breached, at risk, running or met",
@@ -231,7 +194,7 @@ def get_breaches(
         }
     ).model_dump(mode="json")
     if format == "csv":
-        return csv_answer([_flat(i) for i in page["items"]], "sla-breaches.csv", position)
+        return csv_answer([flat(i) for i in page["items"]], "sla-breaches.csv", position)
     return page
 
 
@@ -331,6 +294,6 @@ def get_metrics(
         }
     ).model_dump(mode="json")
     if format == "csv":
-        rows = [_flat(g) for g in [answer["overall"], *answer["groups"]]]
+        rows = [flat(g) for g in [answer["overall"], *answer["groups"]]]
         return csv_answer(rows, "mtta-mttr.csv", position)
     return answer

@@ -3,6 +3,8 @@ clock against the client's tier, the policy and the calendar as of detection, at
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -396,3 +398,22 @@ def test_pair_status_in_sql_agrees_with_worse_clock_status(
         )
     ]
     assert wrong == []
+
+
+def test_csv_cells_made_safe_when_text_starts_with_formula_character(world: SLAWorld) -> None:
+    customer = world.customer("basic", name='=HYPERLINK("http://evil.example","x")')
+    detected = at("2025-03-04T09:00:00+00:00")
+    number = world.incident("P1", detected, world.ci(customer))
+    world.service.project()
+
+    answer = world.client.get(
+        "/sla/breaches",
+        params={"client": str(customer), "now": LATER.isoformat(), "format": "csv"},
+        headers=world.headers,
+    )
+
+    assert answer.status_code == 200, answer.text
+    (row,) = list(csv.DictReader(io.StringIO(answer.text)))
+    assert row["number"] == number
+    assert row["client_name"] == "'" + '=HYPERLINK("http://evil.example","x")'
+    assert row["response_elapsed_minutes"].replace(".", "").isdigit()
