@@ -37,6 +37,7 @@ from projections.queries import BadQuery
 from projections.sla_explain import explain
 from projections.sla_queries import Filters, breaches, list_policies
 from projections.sla_reference import reference_breaches
+from projections.waiting import ViewUnavailable
 
 router = APIRouter(tags=["analytics"])
 READERS = frozenset(
@@ -222,7 +223,11 @@ def get_incident_clocks(
         names = {r["id"]: r["client_name"] for r in curs.fetchall()}
     response.headers[VIEW_POSITION] = str(position)
     if not facts:
-        raise InvalidInput("query.invalid", "The incident is not in the view yet.")
+        raise ViewUnavailable(
+            "view.behind",
+            f"The analytics view has not reached incident {found.number} yet; retry shortly "
+            "(or send Ledger-Min-Position).",
+        )
     events = service.ledger.events.get(found.id)
     explained = explain(facts[0], refs, names, events, moment)  # type: ignore[arg-type]
     if limited is not None:
