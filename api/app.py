@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.analytics import router as analytics_router
 from api.audit import router as audit_router
 from api.compliance import router as compliance_router
 from api.deps import storable_parameters
@@ -96,6 +97,7 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(query_router)
+    app.include_router(analytics_router)
     app.include_router(user_router)
     app.include_router(incident_router)
     app.include_router(records_router())

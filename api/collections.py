@@ -9,6 +9,7 @@ from api.record_models import (
     ApprovalRecord,
     AttachmentRecord,
     BridgeRecord,
+    BusinessCalendarRecord,
     ChangeRecord,
     ClientRecord,
     CommunicationRecord,
@@ -20,6 +21,7 @@ from api.record_models import (
     RecordState,
     RollbackRecord,
     RootCauseAnalysisRecord,
+    SLAAgreementRecord,
     UserRecord,
     WorkNoteRecord,
 )
@@ -27,6 +29,7 @@ from domain.approval import Approval
 from domain.attachment import Attachment
 from domain.base import Aggregate
 from domain.bridge import Bridge
+from domain.business_calendar import BusinessCalendar
 from domain.change import Change
 from domain.client import Client
 from domain.communication import Communication
@@ -37,6 +40,7 @@ from domain.problem import Problem
 from domain.rca import RootCauseAnalysis
 from domain.report import IncidentReport
 from domain.rollback import Rollback
+from domain.sla import SLAAgreement
 from domain.user import User
 from domain.work_note import WorkNote
 
@@ -183,6 +187,22 @@ COLLECTIONS = [
         IncidentReportRecord,
         "incident reports",
         ("number", "incident_id", "report_type", "status"),
+    ),
+    Collection(
+        "/sla-agreements",
+        SLAAgreement,
+        "agreement",
+        SLAAgreementRecord,
+        "sla",
+        ("client_id", "tier", "support_coverage", "status"),
+    ),
+    Collection(
+        "/business-calendars",
+        BusinessCalendar,
+        "business_calendar",
+        BusinessCalendarRecord,
+        "sla",
+        ("name", "time_zone"),
     ),
     Collection(
         "/escalations",

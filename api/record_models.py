@@ -4,7 +4,8 @@ fails the tests instead of reaching a client undocumented."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -200,3 +201,19 @@ class IncidentReportRecord(RecordState):
     report_title: str
     report_content: str
     status: str
+
+
+class SLAAgreementRecord(RecordState):
+    client_id: UUID
+    tier: str
+    support_coverage: str
+    effective_date: date
+    expiration_date: date | None
+    status: str
+
+
+class BusinessCalendarRecord(RecordState):
+    name: str
+    time_zone: str
+    working_hours: dict[str, Any] = Field(description="Working intervals per weekday.")
+    holidays: list[date]

@@ -1,7 +1,7 @@
-"""Reads of every record type, generated from the table in api/collections.py: `GET /<collection>/{id or number}` (the
-record from its own events, now or `as_of_version`) and `GET /<collection>` (exact-match filters
-on its fields, time ranges, keyset pagination; the records view finds the ids, each record is
-then shown as of the version the view matched)."""
+"""Reads of every record type, generated from the table in api/collections.py:
+`GET /<collection>/{id or number}` (the record from its own events, now or as of a version or a
+moment) and `GET /<collection>` (exact-match filters on its fields, time ranges, keyset pagination;
+the records view finds the ids, each record is then shown as of the version the view matched)."""
 
 from __future__ import annotations
 

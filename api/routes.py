@@ -21,6 +21,7 @@ from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, RecordCommand
 from domain.bridge import AddBridgeParticipants, CloseBridge, OpenBridge, RemoveBridgeParticipant
+from domain.business_calendar import AssignBusinessCalendar, RecordBusinessCalendar
 from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
@@ -45,6 +46,8 @@ from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, 
 from domain.rca import StartRootCauseAnalysis, UpdateRootCauseAnalysis
 from domain.report import GenerateIncidentReport, UpdateIncidentReport
 from domain.rollback import RequestRollback, UpdateRollbackStatus
+from domain.sla import RecordSLAAgreement, UpdateSLAAgreement
+from domain.sla_policy import RecordSLAPolicy
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 
@@ -187,6 +190,11 @@ ROUTES = [
     ),
     CommandRoute("POST", "/incident-reports", GenerateIncidentReport, "incident reports", 201),
     CommandRoute("PATCH", "/incident-reports/{report}", UpdateIncidentReport, "incident reports"),
+    CommandRoute("POST", "/sla-agreements", RecordSLAAgreement, "sla", 201),
+    CommandRoute("PATCH", "/sla-agreements/{agreement}", UpdateSLAAgreement, "sla"),
+    CommandRoute("POST", "/sla-policies", RecordSLAPolicy, "sla", 201),
+    CommandRoute("POST", "/business-calendars", RecordBusinessCalendar, "sla", 201),
+    CommandRoute("POST", "/clients/{client}/business-calendar", AssignBusinessCalendar, "sla"),
 ]
 
 

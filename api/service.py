@@ -29,8 +29,9 @@ from api.settings import Settings, check_admin_key
 from domain.api_key import BootstrapAdministrator
 from domain.base import Command
 from domain.context import Outcome
-from domain.errors import LedgerError
+from domain.errors import LedgerError, RuleViolation
 from domain.ledger import IncidentLedger
+from domain.sla_policy import RecordDefaultSLAPolicy, SLAPolicy
 from domain.user import EmailIndex
 from projections.postgres import Projections
 from projections.projector import Projector
@@ -101,6 +102,12 @@ class Service:
         except BaseException:
             db.close()
             raise
+        if not migrated:
+            try:
+                service.record_default_sla_policy()
+            except BaseException:
+                service.close()
+                raise
         if settings.projector == "thread" if projector is None else projector:
             service.start_projector()
         return service
@@ -207,6 +214,17 @@ class Service:
         admin = self.ledger.handle(BootstrapAdministrator(email=ADMIN_EMAIL, key=chosen), None)
         log.info("created the first administrator %s", admin.id)
         return admin.id, admin.secret
+
+    def record_default_sla_policy(self) -> None:
+        """At the first start, record the SPEC 8 targets as the default SLA policy (in force
+        from the beginning of time); later starts find it recorded."""
+        if self.ledger.get_or_none(SLAPolicy.create_id(default=True)) is not None:
+            return
+        try:
+            self.ledger.handle(RecordDefaultSLAPolicy(), None)
+        except RuleViolation:  # another process recorded it meanwhile
+            return
+        log.info("recorded the default SLA policy (SPEC 8)")
 
     def _is_key(self, key: str) -> bool:
         try:

@@ -10,6 +10,8 @@ Measures, in one run and on one database:
       on) with concurrent clients: the views' lag and the server's memory meanwhile; then again
       against `serve --workers 2` (c_w2);
   (d) the projection rebuild (`Service.rebuild`) over at least --rebuild-events stored events;
+  (e) what analysts run (bench/analytics.py): the SLA breach query and the MTTx query over
+      --analytics-incidents incidents, each against one plain SQL aggregate over the same rows;
 
 then prints the figures, and a table of the summary keys with the issue's targets. `--json`
 writes the summary keys at the top level (see bench/README.md).
@@ -46,6 +48,7 @@ from psycopg.sql import SQL, Identifier
 from api.database import EVENTS_TABLE, Database
 from api.service import Service
 from api.settings import Settings
+from bench.analytics import AnalyticsRun, measure
 from domain.api_key import IssueApiKey
 from domain.base import Command, Meta, Role
 from domain.context import Outcome
@@ -79,6 +82,7 @@ HTTP_MIN_RATIO = 0.6  # c / a
 HTTP_P99_MAX_MULTIPLE = 20.0  # c_p99_ms / a_p99_ms
 REBUILD_MIN_RATIO = 0.3  # d / a_batch
 REBUILD_MIN_EVENTS_PER_S = 20_000.0
+QUERY_MAX_RATIO = 3.0  # sla_query_ratio, mttx_query_ratio
 LAG_P99_MAX_MS = 200.0
 RSS_MAX_MB = 400.0
 SERVER_WORKERS = 2  # c_w2
@@ -89,6 +93,7 @@ FULL = {
     "commands": 6000,
     "http_commands": 4800,
     "rebuild_events": 100_000,
+    "analytics_incidents": 100_000,
 }
 QUICK = {
     "baseline_inserts": 300,
@@ -96,10 +101,12 @@ QUICK = {
     "commands": 90,
     "http_commands": 144,
     "rebuild_events": 3_000,
+    "analytics_incidents": 2_000,
 }
 SUMMARY_KEYS = (
     "a", "a_p99_ms", "a_batch", "b", "b_ratio", "c", "c_p50_ms", "c_p99_ms", "c_ratio",
-    "c_w2", "c_w2_p99_ms", "d", "d_ratio", "lag_p99_ms", "rss_mb",
+    "c_w2", "c_w2_p99_ms", "d", "d_ratio", "lag_p99_ms", "rss_mb", "sla_query_ratio",
+    "mttx_query_ratio",
 )  # fmt: skip
 """The figures `--json` writes at the top level, each a number (null if not measured)."""
 
@@ -248,6 +255,8 @@ def summarise(
         "d_ratio": ratio(d, a_batch),
         "lag_p99_ms": http.lag_p99_ms if http else None,
         "rss_mb": http.rss_peak_mb if http else None,
+        "sla_query_ratio": ratio(figures.get("e.sla"), figures.get("e.sla_plain")),
+        "mttx_query_ratio": ratio(figures.get("e.mttx"), figures.get("e.mttx_plain")),
     }
 
 
@@ -293,6 +302,14 @@ def check_targets(
             at_most("lag_p99_ms", LAG_P99_MAX_MS),
         ),
         Target("rss_mb", f"rss_mb <= {RSS_MAX_MB:g}", at_most("rss_mb", RSS_MAX_MB)),
+        Target(
+            "sla_query_ratio mttx_query_ratio",
+            f"sla_query_ratio and mttx_query_ratio <= {QUERY_MAX_RATIO:g}",
+            both(
+                at_most("sla_query_ratio", QUERY_MAX_RATIO),
+                at_most("mttx_query_ratio", QUERY_MAX_RATIO),
+            ),
+        ),
     ]
 
 
@@ -1003,6 +1020,36 @@ class Bench:
         self.add(Figure("d", f"rebuild, ledger events/s ({events:,} events, every view)",
                         events / seconds, "/s"))  # fmt: skip
 
+    # --- (e) analysts' queries ----------------------------------------------------------------
+
+    def analytics(self, incidents: int) -> None:
+        service = self.service
+        assert service is not None
+        assert self.manager_id is not None
+        section(f"(e) analysts' queries: {incidents:,} incidents on clients with SLAs")
+        admin_id, _ = service.bootstrap_admin()
+        found: AnalyticsRun = measure(
+            service, incidents, admin_id, self.manager_id, Progress("incidents appended", incidents)
+        )
+        print(
+            f"    {found.incidents:,} incidents, {found.pairs:,} (incident, client) clocks; views "
+            f"caught up at {found.catch_up_events_per_s:,.0f} event applications/s\n"
+            f"    SLA breach query {found.sla_ms:.1f} ms vs {found.sla_baseline_ms:.1f} ms plain "
+            f"({found.sla_ratio:.2f}x); MTTx query {found.mttx_ms:.1f} ms vs "
+            f"{found.mttx_baseline_ms:.1f} ms plain ({found.mttx_ratio:.2f}x)",
+            flush=True,
+        )
+        self.info["analytics"] = asdict(found)
+        for key, label, value in (
+            ("e.sla", "SLA breach query (summary and first page)", found.sla_ms),
+            ("e.sla_plain", "plain aggregate over the same clocks", found.sla_baseline_ms),
+            ("e.mttx", "MTTx query by severity (overall and groups)", found.mttx_ms),
+            ("e.mttx_plain", "plain MTTA aggregate by severity", found.mttx_baseline_ms),
+        ):
+            self.add(Figure(key, label, value, "ms"))
+        self.add(Figure("e.catch_up", "views' catch-up, event applications/s",
+                        found.catch_up_events_per_s, "/s"))  # fmt: skip
+
     # --- all of it ------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -1017,6 +1064,8 @@ class Bench:
         if not a.no_workers:
             self.http_w2 = self.over_http(a.http_commands, a.clients, workers=SERVER_WORKERS)
         self.rebuild(a.rebuild_events)
+        if not a.no_analytics:
+            self.analytics(a.analytics_incidents)
 
     def summary(self) -> tuple[dict[str, float | None], list[Target]]:
         summary = summarise(self.values, self.http, self.http_w2)
@@ -1067,6 +1116,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="(d) events in the ledger when the projections are rebuilt "
         f"(default {FULL['rebuild_events']:,})",
     )
+    parser.add_argument(
+        "--analytics-incidents",
+        type=int,
+        help="(e) incidents the SLA and MTTx queries run over "
+        f"(default {FULL['analytics_incidents']:,})",
+    )
+    parser.add_argument("--no-analytics", action="store_true", help="skip (e)")
     parser.add_argument(
         "--clients", type=int, default=8, help="(c) concurrent HTTP clients (default 8)"
     )

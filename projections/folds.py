@@ -225,7 +225,7 @@ LINKS = ("incident_id", "problem_id")
 REFERENCES = ("reference_id", "change_id", "bridge_id")
 
 
-INTERNAL = {"Counter", "EmailIndex", "AdministratorRoster", "ApprovalSlot"}
+INTERNAL = {"Counter", "EmailIndex", "AdministratorRoster", "ApprovalSlot", "ClientSLA"}
 """The ledger's bookkeeping records: on no incident's or problem's timeline."""
 
 

@@ -14,7 +14,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed
 
 from domain.base import DomainEvent
-from projections import failures
+from projections import analytics, failures
 from projections.folds import (
     Row,
     ci_client_rows,
@@ -157,7 +157,23 @@ class RecordsView(LedgerView):
         return record_rows(event)
 
 
-VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView, RecordsView)
+class AnalyticsView(LedgerView):
+    """SLA clocks per (incident, client), and the facts behind them and behind MTTA / MTTR
+    (projections/analytics.py)."""
+
+    name = "analytics"
+    ddl = analytics.ANALYTICS_DDL
+    tables = analytics.TABLES
+
+    def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
+        return analytics.fold(event, notification_id)
+
+    def write(self, curs: Cursor[DictRow], page: Sequence[Decoded], suffix: str = "") -> None:
+        super().write(curs, page, suffix)
+        analytics.after_page(curs, [i.event for i in page if i.event is not None], suffix)
+
+
+VIEWS: tuple[type[LedgerView], ...] = (CurrentStateView, TimelineView, RecordsView, AnalyticsView)
 VIEW_TABLES: tuple[str, ...] = (
     *(t for v in VIEWS for t in (*v.tables, f"{v.name}_tracking")),
     failures.ERROR_TABLE,

@@ -13,6 +13,7 @@ from domain.handlers import (
     parties,
     problem,
     records,
+    sla,
 )
 
 TABLES = (
@@ -24,6 +25,7 @@ TABLES = (
     approval.HANDLERS,
     bridge.HANDLERS,
     improvement.HANDLERS,
+    sla.HANDLERS,
 )
 HANDLERS: dict[type[Command], Handler] = {k: v for table in TABLES for k, v in table.items()}
 assert len(HANDLERS) == sum(len(t) for t in TABLES), "a command has two handlers"

@@ -21,6 +21,7 @@ from domain.approval import DecideApproval, RequestApproval
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
 from domain.bridge import AddBridgeParticipants, CloseBridge, OpenBridge, RemoveBridgeParticipant
+from domain.business_calendar import AssignBusinessCalendar, RecordBusinessCalendar
 from domain.change import RequestChange, UpdateChangeStatus
 from domain.client import RegisterClient, UpdateClient
 from domain.communication import SendCommunication
@@ -44,6 +45,8 @@ from domain.problem import LinkCIToProblem, LinkIncidentToProblem, OpenProblem, 
 from domain.rca import StartRootCauseAnalysis, UpdateRootCauseAnalysis
 from domain.report import GenerateIncidentReport, UpdateIncidentReport
 from domain.rollback import RequestRollback, UpdateRollbackStatus
+from domain.sla import RecordSLAAgreement, UpdateSLAAgreement
+from domain.sla_policy import BUSINESS_HOURS, ROUND_THE_CLOCK, RecordSLAPolicy
 from domain.user import DeactivateUser, ReactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, UpdateWorkNote
 from tests.conftest import Actor
@@ -75,6 +78,8 @@ class Records:
     implemented_change: str
     rollback: str  # a requested rollback's number
     approval: str  # a pending approval request's id
+    agreement: str  # an inactive SLA agreement of `client`
+    business_calendar: str
     more: dict[str, str] = field(default_factory=dict)
     """Records of the later procedures, by kind (bridge, rca, pir, report, ...)."""
 
@@ -157,6 +162,16 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
             headers=manager.headers,
         )
     )["id"]
+    agreement = _created(
+        client.post(
+            "/sla-agreements",
+            json={**_agreement_body(client_id), "status": "inactive"},
+            headers=admin.headers,
+        )
+    )["id"]
+    calendar = _created(
+        client.post("/business-calendars", json=_calendar_body(), headers=admin.headers)
+    )["id"]
     return Records(
         actors,
         user,
@@ -172,6 +187,8 @@ def make_records(client: TestClient, make_user: Callable[..., Actor], admin: Act
         implemented_change=changes[1],
         rollback=rollback,
         approval=approval,
+        agreement=agreement,
+        business_calendar=calendar,
         more=_bridge_and_improvement_records(client, manager, user, detected),
     )
 
@@ -254,6 +271,24 @@ def _report_body(incident: str) -> dict[str, Any]:
 
 def _pir_body(incident: str, user: str, due: str) -> dict[str, Any]:
     return {"incident": incident, "scheduled_date": due, "facilitator": user}
+
+
+def _agreement_body(client_id: str) -> dict[str, Any]:
+    return {
+        "client": client_id,
+        "tier": "standard",
+        "support_coverage": "24x7",
+        "effective_date": "2025-01-01",
+    }
+
+
+def _calendar_body() -> dict[str, Any]:
+    return {
+        "name": "Office hours",
+        "time_zone": "Europe/Madrid",
+        "working_hours": {"monday": ["09:00-14:00", "15:00-18:00"], "friday": ["08:00-15:00"]},
+        "holidays": ["2025-12-25"],
+    }
 
 
 def _client_body() -> dict[str, Any]:
@@ -353,6 +388,15 @@ def valid_body(command: type[Command], rec: Records) -> dict[str, Any]:
         UpdateRollbackStatus: {"rollback": rec.rollback, "status": "approved"},
         RequestApproval: _approval_body(rec.change, rec.actors[Role.EXECUTIVE].id),
         DecideApproval: {"approval": rec.approval, "decision": "approved", "comment": "ok"},
+        RecordSLAAgreement: _agreement_body(rec.client),
+        UpdateSLAAgreement: {"agreement": rec.agreement, "tier": "premium"},
+        RecordSLAPolicy: {
+            "name": "Stricter",
+            "round_the_clock": ROUND_THE_CLOCK.model_dump(),
+            "business_hours": BUSINESS_HOURS.model_dump(),
+        },
+        RecordBusinessCalendar: _calendar_body(),
+        AssignBusinessCalendar: {"client": rec.client, "business_calendar": rec.business_calendar},
         AddAttachment: {
             "reference_type": "incident",
             "reference": rec.incident,

@@ -87,6 +87,7 @@ BODY_FIELDS = {
     "reference": "incident",
     "incident": "incident",
     "incidents": "incident",
+    "business_calendar": "business_calendar",
 }
 """Body fields that name a record, and the pool of real records that fills them."""
 _emails = itertools.count()
@@ -247,6 +248,29 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
     }
     approvals = [post("/approvals", approval_body, manager)["id"]]
     improvement = _improvement_records(client, manager, users[0], detected)
+    agreements = [
+        post(
+            "/sla-agreements",
+            {
+                "client": clients[n],
+                "tier": tier,
+                "support_coverage": "business_hours",
+                "effective_date": "2025-01-01",
+                "status": "inactive",
+            },
+        )["id"]
+        for n, tier in enumerate(("premium", "basic"))
+    ]
+    calendars = [
+        post(
+            "/business-calendars",
+            {
+                "name": "Fuzz hours",
+                "time_zone": "Europe/Paris",
+                "working_hours": {"monday": ["09:00-17:00"], "thursday": ["10:00-16:00"]},
+            },
+        )["id"]
+    ]
     return Pool(
         actors={"administrator": admin, "incident manager": manager},
         ids={
@@ -267,6 +291,8 @@ def pool(client: TestClient, make_user: Callable[..., Actor]) -> Pool:
             # The P2 incident assigned to an incident manager opened its bridge.
             "bridge": [incidents[0]["extra"]["bridge_number"], incidents[0]["extra"]["bridge_id"]],
             **improvement,
+            "agreement": agreements,
+            "business_calendar": calendars,
         },
     )
 
