@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.service import Service
 from domain.base import Command
+from domain.bridge import CloseBridge
 from domain.business_calendar import AssignBusinessCalendar, RecordBusinessCalendar
 from domain.client import RegisterClient
 from domain.configuration_item import (
@@ -21,7 +22,7 @@ from domain.configuration_item import (
     RegisterConfigurationItem,
     UnassignCIFromClient,
 )
-from domain.incident import AcknowledgeIncident, ChangeIncidentStatus, OpenIncident
+from domain.incident import AcknowledgeIncident, ChangeIncidentStatus, Incident, OpenIncident
 from domain.sla import RecordSLAAgreement
 from domain.user import RegisterUser
 from tests.conftest import Actor, admin_id
@@ -154,6 +155,11 @@ class SLAWorld:
 
     def move(self, number: str, *steps: tuple[str, datetime]) -> None:
         for status, when in steps:
+            if status == "closed":  # SOP 5 first: an incident does not close with its bridge open
+                incident = self.service.ledger.find(Incident, number, "incident")
+                if incident.active_bridge_id is not None:
+                    bridge = CloseBridge(bridge=str(incident.active_bridge_id), occurred_at=when)
+                    self.run(bridge, self.manager)
             command = ChangeIncidentStatus(incident=number, status=status, occurred_at=when)
             self.run(command, self.manager)
 
