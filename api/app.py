@@ -12,6 +12,7 @@ from api import errors
 from api.analytics import router as analytics_router
 from api.audit import router as audit_router
 from api.compliance import router as compliance_router
+from api.dashboard import router as dashboard_router
 from api.deps import storable_parameters
 from api.incident_reads import router as incident_router
 from api.limits import BodyLimit
@@ -103,5 +104,6 @@ def create_app(
     app.include_router(records_router())
     app.include_router(audit_router)
     app.include_router(compliance_router)
+    app.include_router(dashboard_router)
     app.include_router(command_router())
     return app
