@@ -1,5 +1,5 @@
-"""The `incident-ledger` command: serve, migrate, projector, projections rebuild/status, and the
-auditors' verify, checkpoint, export, keygen (api/cli_audit.py)."""
+"""The `incident-ledger` command: serve, migrate, projector, projections rebuild/status, the
+auditors' verify, checkpoint, export, keygen (api/cli_audit.py), and import (api/cli_import.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli_audit import add_commands
+from api.cli_import import add_import_command
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "INCIDENT_LEDGER_PROJECTOR_POLL_SECONDS, 1); appends wake it at once",
     )
     add_commands(add)
+    add_import_command(add)
     return parser
 
 

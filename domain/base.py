@@ -119,8 +119,36 @@ def changes_between(current: Any, updates: dict[str, Any]) -> Changes:
     return changes
 
 
+class AuditTrailEntry(BaseModel):
+    """A field change a legacy system's audit trail recorded about a record (an import, SPEC 10).
+    Every aggregate has its own `<Record>.AuditTrailRecorded` event of this shape: it puts the
+    change on the record's history and timeline as {field: [before, after]}, and changes nothing
+    in the record's state (the imported rows hold that state as they were found)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: str
+    """The legacy action: create or update."""
+    changes: Changes
+
+
 class Aggregate(BaseAggregate[UUID]):
     """Aggregate base whose nested events are pydantic models."""
+
+    AuditTrailRecorded: ClassVar[type[Aggregate.Event]]
+    """This record's AuditTrailEntry event (defined for every aggregate class)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "AuditTrailRecorded" not in vars(cls):
+            cls.AuditTrailRecorded = type(
+                "AuditTrailRecorded",
+                (AuditTrailEntry, cls.Event),
+                {
+                    "__module__": cls.__module__,
+                    "__qualname__": f"{cls.__qualname__}.AuditTrailRecorded",
+                },
+            )
 
     @staticmethod
     def create_id(*_: Any, **__: Any) -> UUID:

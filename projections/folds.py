@@ -8,7 +8,7 @@ from typing import Any
 from eventsourcing.domain import CanInitAggregate
 from pydantic import BaseModel
 
-from domain.base import Aggregate, DomainEvent
+from domain.base import Aggregate, AuditTrailEntry, DomainEvent
 from domain.configuration_item import ConfigurationItem
 from domain.incident import Incident
 from domain.user import User
@@ -284,6 +284,8 @@ def record_rows(event: DomainEvent) -> list[Row]:
             "created_at": event.timestamp,
         }
         return [Row("record_view", key, initial | common, op="insert")]
+    if isinstance(event, AuditTrailEntry):  # history only: the record's fields are unchanged
+        return [Row("record_view", key, common)]
     data = payload(event)
     data.pop("previous", None)
     changed: dict[str, Any] = {k: v[1] for k, v in data.pop("changes", {}).items()}
