@@ -36,9 +36,11 @@ CHAIN_TABLE = "ledger_event_chain"
 CHAIN_FUNCTION = "incident_ledger_chain"
 EXTRA_CONNINFO = "POSTGRES_EXTRA_CONNINFO"
 """Environment key: libpq parameters beyond the library's five (sslmode, sslrootcert, ...)."""
-MAX_APPEND_BYTES = 512 * 1024
+MAX_APPEND_BYTES = 256 * 1024
 """Largest append (events' state and topics together): psycopg 3.3's pipeline mode hangs on a
-statement of about 1 MB. Twice the request body limit, so only imports could come near it."""
+statement near 1 MB, and the statement carries each state hex-encoded (twice its size); the
+legacy import saw appends of 384 KiB hang and 256 KiB commit. The request body limit is as large,
+and a command's events are far smaller than its body allows."""
 # The library's append and read without their retry decorators (LedgerRecorder retries sooner).
 _append_once: Callable[..., Sequence[int] | None] = (
     PostgresApplicationRecorder.insert_events.__wrapped__

@@ -12,6 +12,7 @@ from domain.attachment import Attachment
 from domain.attachment import ReferenceType as AttachmentReference
 from domain.base import Aggregate
 from domain.change import Change, ChangeStatus, ChangeType
+from domain.client import SupportCoverage
 from domain.communication import (
     Communication,
     CommunicationType,
@@ -22,11 +23,12 @@ from domain.communication import (
 from domain.incident import Incident, Level
 from domain.legacy.builder import Builder, undated
 from domain.legacy.incidents import walk
-from domain.legacy.rows import Row, Tables
+from domain.legacy.rows import Row, Tables, meta
 from domain.pir import PirStatus, PostIncidentReview
 from domain.rca import AnalysisMethod, RcaStatus, RootCauseAnalysis
 from domain.report import IncidentReport, ReportStatus, ReportType
 from domain.rollback import Rollback, RollbackStatus
+from domain.sla import AgreementStatus, ClientSLA, SLAAgreement, Tier
 from domain.work_note import NoteType, WorkNote
 
 C = ChangeStatus
@@ -308,3 +310,30 @@ def _value(t: Tables, row: Row, field: str, name: str) -> Any:
     if table is not None and isinstance(value, str) and t.has(table, value):
         return str(t.id(table, value))
     return value
+
+
+def sla_agreements(t: Tables, b: Builder) -> None:
+    """Agreements as recorded; the first active one of each client is its active agreement (a
+    second active one is recorded as found, and not claimed)."""
+    for row in t.rows("sla_agreements"):
+        at = row.time("created_at")
+        status = row.enum("status", AgreementStatus)
+        client_id = row.ref("client_id", "clients")
+        agreement = b.create(
+            SLAAgreement, SLAAgreement.Recorded, row, at, row.actor("created_by"),
+            client_id=client_id, tier=row.enum("tier", Tier),
+            support_coverage=row.enum("support_coverage", SupportCoverage),
+            effective_date=row.day("effective_date"),
+            expiration_date=row.opt_day("expiration_date"), status=status,
+        )  # fmt: skip
+        if status != AgreementStatus.ACTIVE:
+            continue
+        index = ClientSLA.create_id(client_id=client_id)
+        if index not in b.records:
+            b.create(ClientSLA, ClientSLA.Started, row, at, None, record_id=index,
+                     client_id=client_id)  # fmt: skip
+        client_sla = b.get(ClientSLA, index)
+        if client_sla.active_agreement_id is None:
+            client_sla._activated(meta(row.source, at, None), agreement.id)
+        else:
+            b.found("sla_agreement.active_exists", row)

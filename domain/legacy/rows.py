@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID
@@ -172,6 +172,16 @@ class Row:
 
     def opt_time(self, field: str) -> datetime | None:
         return None if self.raw(field) is None else self.time(field)
+
+    def day(self, field: str) -> date:
+        value = self.text(field)
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise self.error(field, f"is {value!r}, not a date (YYYY-MM-DD)") from None
+
+    def opt_day(self, field: str) -> date | None:
+        return None if self.raw(field) is None else self.day(field)
 
     def enum(self, field: str, kind: type[E]) -> E:
         value = self.text(field)
