@@ -141,16 +141,16 @@ def _table(name: str, suffix: str) -> Identifier:
 
 
 DIRTY_SQL = """
-SELECT DISTINCT incident_id AS id FROM {link} WHERE incident_id = ANY(%(incidents)s)
+SELECT DISTINCT incident_id AS id FROM {link} WHERE incident_id = ANY(%(incidents)b)
 UNION SELECT l.incident_id FROM {link} l JOIN {incident} i ON i.id = l.incident_id
-      JOIN unnest(%(cis)s::uuid[], %(ci_at)s::timestamptz[]) AS c(id, at) ON c.id = l.ci_id
+      JOIN unnest(%(cis)b::uuid[], %(ci_at)b::timestamptz[]) AS c(id, at) ON c.id = l.ci_id
       WHERE i.detection_time >= c.at
 UNION SELECT p.incident_id FROM {clock} p
-      JOIN unnest(%(clients)s::uuid[], %(client_at)s::timestamptz[]) AS c(id, at)
+      JOIN unnest(%(clients)b::uuid[], %(client_at)b::timestamptz[]) AS c(id, at)
         ON c.id = p.client_id
       WHERE p.detection_time >= c.at
 UNION SELECT p.incident_id FROM {clock} p JOIN {agreement} r ON r.client_id = p.client_id
-      JOIN unnest(%(agreements)s::uuid[], %(agreement_at)s::timestamptz[]) AS a(id, at)
+      JOIN unnest(%(agreements)b::uuid[], %(agreement_at)b::timestamptz[]) AS a(id, at)
         ON a.id = r.id
       WHERE p.detection_time >= a.at
 UNION SELECT i.id FROM {incident} i JOIN {link} l ON l.incident_id = i.id
@@ -188,7 +188,7 @@ def derive_clocks(curs: Cursor[DictRow], incidents: Sequence[UUID], suffix: str 
         batch = list(incidents[start : start + BATCH])
         facts, refs = load(curs, batch, suffix)
         curs.execute(
-            SQL("DELETE FROM {} WHERE incident_id = ANY(%s)").format(_table("sla_clock", suffix)),
+            SQL("DELETE FROM {} WHERE incident_id = ANY(%b)").format(_table("sla_clock", suffix)),
             (batch,),
         )
         rows: list[tuple[Any, ...]] = []

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Identifier
 
 from domain.base import DomainEvent
@@ -114,18 +114,47 @@ def sla_fact_rows(event: DomainEvent, position: int) -> list[Row]:
 
 # --- reading the facts back ----------------------------------------------------------------------
 
+LINKS = "SELECT ci_id FROM {link} WHERE incident_id = ANY(%(ids)b)"
+CLIENTS = f"SELECT client_id FROM {{ci_history}} WHERE ci_id IN ({LINKS})"
+QUERIES = {
+    "incidents": "SELECT * FROM {incident} WHERE id = ANY(%(ids)b) ORDER BY id",
+    "links": "SELECT * FROM {link} WHERE incident_id = ANY(%(ids)b)",
+    "policies": "SELECT * FROM {policy} ORDER BY effective_from, position",
+    "ci_history": f"SELECT * FROM {{ci_history}} WHERE ci_id IN ({LINKS})",
+    "agreements": "SELECT h.*, r.client_id FROM {agreement_history} h "
+    f"JOIN {{agreement_ref}} r ON r.id = h.agreement_id WHERE r.client_id IN ({CLIENTS})",
+    "calendar_history": f"SELECT * FROM {{client_calendar}} WHERE client_id IN ({CLIENTS})",
+    "calendars": "SELECT * FROM {calendar} WHERE id IN (SELECT calendar_id FROM "
+    f"{{client_calendar}} WHERE client_id IN ({CLIENTS}))",
+}
+"""Everything the clocks of some incidents depend on: one round trip (a pipeline)."""
+TABLES = {
+    "incident": "sla_incident",
+    "link": "sla_link",
+    "policy": "sla_policy",
+    "ci_history": "sla_ci_history",
+    "agreement_history": "sla_agreement_history",
+    "agreement_ref": "sla_agreement_ref",
+    "client_calendar": "sla_client_calendar",
+    "calendar": "sla_business_calendar",
+}
 
-def _select(
-    curs: Cursor[DictRow], sql: str, suffix: str, params: Sequence[Any], *tables: str
-) -> list[DictRow]:
-    curs.execute(SQL(sql).format(*(Identifier(t + suffix) for t in tables)), params)
-    return list(curs.fetchall())
+
+def _fetch(curs: Cursor[DictRow], ids: list[UUID], suffix: str) -> dict[str, list[dict[str, Any]]]:
+    tables = {name: Identifier(table + suffix) for name, table in TABLES.items()}
+    conn = curs.connection
+    cursors = {}
+    with conn.pipeline():
+        for name, sql in QUERIES.items():
+            cursors[name] = conn.cursor(row_factory=dict_row)
+            cursors[name].execute(SQL(sql).format(**tables), {"ids": ids})
+    found = {name: list(c.fetchall()) for name, c in cursors.items()}
+    for c in cursors.values():
+        c.close()
+    return found
 
 
-def policies(curs: Cursor[DictRow], suffix: str = "") -> list[Policy]:
-    rows = _select(
-        curs, "SELECT * FROM {} ORDER BY effective_from, position", suffix, (), "sla_policy"
-    )
+def policies(rows: Sequence[dict[str, Any]]) -> list[Policy]:
     return [
         Policy(
             r["id"],
@@ -139,7 +168,7 @@ def policies(curs: Cursor[DictRow], suffix: str = "") -> list[Policy]:
     ]
 
 
-def incident_facts(row: DictRow, ci_ids: Sequence[UUID]) -> IncidentFacts:
+def incident_facts(row: dict[str, Any], ci_ids: Sequence[UUID]) -> IncidentFacts:
     return IncidentFacts(
         id=row["id"],
         number=row["number"],
@@ -160,55 +189,24 @@ def load(
     curs: Cursor[DictRow], incident_ids: Sequence[UUID], suffix: str = ""
 ) -> tuple[list[IncidentFacts], References]:
     """The incidents' facts and every reference fact their clocks can depend on."""
-    ids = list(incident_ids)
-    incidents = _select(
-        curs, "SELECT * FROM {} WHERE id = ANY(%s) ORDER BY id", suffix, (ids,), "sla_incident"
-    )
+    found = _fetch(curs, list(incident_ids), suffix)
     links: dict[UUID, list[UUID]] = {}
-    for r in _select(
-        curs, "SELECT * FROM {} WHERE incident_id = ANY(%s)", suffix, (ids,), "sla_link"
-    ):
+    for r in found["links"]:
         links.setdefault(r["incident_id"], []).append(r["ci_id"])
-    cis = sorted({ci for found in links.values() for ci in found})
-    refs = References(policies=policies(curs, suffix))
-    clients: set[UUID] = set()
-    for r in _select(
-        curs, "SELECT * FROM {} WHERE ci_id = ANY(%s)", suffix, (cis,), "sla_ci_history"
-    ):
+    refs = References(policies=policies(found["policies"]))
+    for r in found["ci_history"]:
         fact = Fact(r["position"], r["occurred_at"], r["ci_id"], r["client_id"], r["assigned"])
         refs.ci_facts.setdefault(r["ci_id"], []).append(fact)
-        clients.add(r["client_id"])
-    chosen = sorted(clients)
-    for r in _select(
-        curs,
-        "SELECT h.*, r.client_id FROM {} h JOIN {} r ON r.id = h.agreement_id "
-        "WHERE r.client_id = ANY(%s)",
-        suffix,
-        (chosen,),
-        "sla_agreement_history",
-        "sla_agreement_ref",
-    ):
+    for r in found["agreements"]:
         fact = Fact(
             r["position"], r["occurred_at"], r["client_id"], r["agreement_id"], fields=r["fields"]
         )
         refs.agreement_facts.setdefault(r["client_id"], []).append(fact)
-    calendars: set[UUID] = set()
-    for r in _select(
-        curs, "SELECT * FROM {} WHERE client_id = ANY(%s)", suffix, (chosen,), "sla_client_calendar"
-    ):
+    for r in found["calendar_history"]:
         fact = Fact(r["position"], r["occurred_at"], r["client_id"], r["calendar_id"])
         refs.calendar_facts.setdefault(r["client_id"], []).append(fact)
-        if r["calendar_id"] is not None:
-            calendars.add(r["calendar_id"])
-    for r in _select(
-        curs,
-        "SELECT * FROM {} WHERE id = ANY(%s)",
-        suffix,
-        (sorted(calendars),),
-        "sla_business_calendar",
-    ):
+    for r in found["calendars"]:
         refs.calendars[r["id"]] = Calendar.of(
             r["id"], r["name"], r["time_zone"], r["working_hours"], r["holidays"]
         )
-    facts = [incident_facts(r, links.get(r["id"], [])) for r in incidents]
-    return facts, refs
+    return [incident_facts(r, links.get(r["id"], [])) for r in found["incidents"]], refs
