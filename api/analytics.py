@@ -23,6 +23,7 @@ from api.analytics_models import (
 )
 from api.csv_export import csv_answer, flat
 from api.deps import CurrentUser, Scope, ServiceDep
+from api.exports import export
 from api.queries import VIEW_POSITION, VIEW_RESPONSES, MinPosition
 from api.service import Service
 from domain.base import Role
@@ -59,8 +60,13 @@ NowParam = Annotated[
     datetime | None,
     Query(description="Measure running clocks at this time (default: now; no zone: UTC)."),
 ]
-Format = Literal["json", "csv"]
-CSV_RESPONSE = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+Format = Literal["json", "csv", "ndjson"]
+CSV_RESPONSE = {
+    "content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    }
+}
 GroupBy = Literal[
     "severity", "client", "tier", "category", "ci", "assignee", "day", "week", "month"
 ]
@@ -184,6 +190,8 @@ def get_breaches(
         ).model_dump(mode="json")
         if format == "csv":
             return csv_answer(result["breach_incidents"], "sla-reference.csv", position)
+        if format == "ndjson":
+            return _lines(result["breach_incidents"], "sla-reference", position)
         return result
     page = SLABreachPage.model_validate(
         {
@@ -196,6 +204,8 @@ def get_breaches(
     ).model_dump(mode="json")
     if format == "csv":
         return csv_answer([flat(i) for i in page["items"]], "sla-breaches.csv", position)
+    if format == "ndjson":
+        return _lines(page["items"], "sla-breaches", position)
     return page
 
 
@@ -301,4 +311,12 @@ def get_metrics(
     if format == "csv":
         rows = [flat(g) for g in [answer["overall"], *answer["groups"]]]
         return csv_answer(rows, "mtta-mttr.csv", position)
+    if format == "ndjson":  # one group a line, with its provenance
+        return _lines([answer["overall"], *answer["groups"]], "mtta-mttr", position)
     return answer
+
+
+def _lines(rows: list[dict[str, Any]], filename: str, position: int) -> Any:
+    return export(
+        rows, "ndjson", fields=(), filename=filename, headers={VIEW_POSITION: str(position)}
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -369,6 +370,13 @@ def test_breaches_default_to_breached_and_at_risk_with_summary(world: SLAWorld) 
     assert csv_text.headers["content-type"].startswith("text/csv")
     assert csv_text.text.splitlines()[0].startswith("incident_id,number,client_id")
     assert len(csv_text.text.strip().splitlines()) == 3
+    lines = world.client.get(
+        "/sla/breaches",
+        params={"client": str(customer), "now": LATER.isoformat(), "format": "ndjson"},
+        headers=world.headers,
+    )
+    assert lines.headers["content-type"].startswith("application/x-ndjson")
+    assert [json.loads(line) for line in lines.text.splitlines()] == later["items"]
 
 
 @pytest.mark.parametrize("offset_days", [-400, -200, -30, 0, 30, 3650])
