@@ -42,7 +42,7 @@ from tests.conftest import Actor
 
 log = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 30
 """Cases per operation: about 100 operations in about 2 minutes here."""
 READ_WAIT_SECONDS = 0.2
 """A fuzzed `Ledger-Min-Position` far ahead of the ledger is answered 503 view.behind this soon

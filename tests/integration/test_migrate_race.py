@@ -11,7 +11,7 @@ import pytest
 from api.database import SCHEMA_TABLE, SCHEMA_VERSION, Database
 from tests.integration.databases import ROOT, fresh_database, spawn, url
 
-ROUNDS = 20
+ROUNDS = 10
 
 
 def test_api_imports_from_this_work_tree() -> None:

@@ -328,7 +328,7 @@ def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writ
             written.append(position)
             time.sleep(0.02)
 
-    threads = [threading.Thread(target=read) for _ in range(8)]
+    threads = [threading.Thread(target=read) for _ in range(3)]
     threads.append(threading.Thread(target=write_notes))
     for thread in threads:
         thread.start()
