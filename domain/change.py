@@ -13,7 +13,7 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime, model_validator
 
 from domain.base import Aggregate, Command, Meta, Moment, RecordCommand, record_id
-from domain.errors import RuleViolation, require
+from domain.errors import RuleViolation, require, require_transition
 from domain.incident import MANAGERS, Level
 from domain.text import Ref, Text, Title
 
@@ -149,15 +149,9 @@ class Change(Aggregate):
     def update_status(
         self, meta: Meta, status: ChangeStatus, implementation_date: datetime | None
     ) -> None:
-        allowed = TRANSITIONS[self.status]
-        if status not in allowed:
-            raise RuleViolation(
-                "change.invalid_transition",
-                f"Change {self.number} cannot go from {self.status.value} to {status.value}; "
-                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (final)'}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
-            )
+        require_transition(
+            "change.invalid_transition", f"Change {self.number}", self.status, status, TRANSITIONS
+        )
         # SOP 12 step 5 / SOP 20: an emergency change is approved only by its executive's
         # granted approval (DecideApproval), never by hand; and so it is never scheduled or
         # implemented before that grant.

@@ -3,6 +3,8 @@ No HTTP numbers here: `api/errors.py` maps each type to a status, once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 
@@ -50,3 +52,19 @@ def require(condition: bool, code: str, message: str, **details: Any) -> None:
     """Raise a RuleViolation unless the condition holds."""
     if not condition:
         raise RuleViolation(code, message, **details)
+
+
+def require_transition(
+    code: str, name: str, current: StrEnum, target: StrEnum, transitions: Mapping[Any, Any]
+) -> None:
+    """`target` is a status the record may move to from `current` (its TRANSITIONS table), or
+    409 `code` naming the statuses it may go to."""
+    allowed = sorted(s.value for s in transitions[current])
+    if target not in transitions[current]:
+        raise RuleViolation(
+            code,
+            f"{name} cannot go from {current.value} to {target.value}; allowed: "
+            f"{', '.join(allowed) or 'none (final)'}.",
+            current_status=current.value,
+            allowed=allowed,
+        )

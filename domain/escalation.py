@@ -8,7 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import Aggregate, Meta, RecordCommand
-from domain.errors import RuleViolation
+from domain.errors import require_transition
 from domain.incident import MANAGERS, IncidentCommand
 from domain.text import Text
 
@@ -68,14 +68,9 @@ class Escalation(Aggregate):
         self.status = EscalationStatus.PENDING
 
     def update_status(self, meta: Meta, status: EscalationStatus) -> None:
-        allowed = TRANSITIONS[self.status]
-        if status not in allowed:
-            raise RuleViolation(
-                "escalation.invalid_transition",
-                f"The escalation cannot go from {self.status.value} to {status.value}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
-            )
+        require_transition(
+            "escalation.invalid_transition", "The escalation", self.status, status, TRANSITIONS
+        )
         self._status_updated(meta, status, self.status)
 
     class StatusUpdated(Aggregate.Event):

@@ -11,7 +11,7 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field, model_validator
 
 from domain.base import Aggregate, Changes, Command, Meta, Moment, RecordCommand, Role, record_id
-from domain.errors import RuleViolation, require
+from domain.errors import RuleViolation, require, require_transition
 from domain.severity import Severity, SeverityAssessment, SeverityDecision
 from domain.text import Ref, Text, Title
 
@@ -225,15 +225,13 @@ class Incident(Aggregate):
         self._assigned(meta, assigned_to, self.assigned_to)
 
     def change_status(self, meta: Meta, status: IncidentStatus) -> None:
-        allowed = TRANSITIONS[self.status]
-        if status not in allowed:
-            raise RuleViolation(
-                "incident.invalid_transition",
-                f"Incident {self.number} cannot go from {self.status.value} to {status.value}; "
-                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (final)'}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
-            )
+        require_transition(
+            "incident.invalid_transition",
+            f"Incident {self.number}",
+            self.status,
+            status,
+            TRANSITIONS,
+        )
         if status == IncidentStatus.CLOSED:  # SOP 5 closes the bridge while resolved
             require(
                 self.active_bridge_id is None,

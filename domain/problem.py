@@ -21,7 +21,7 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field, model_validator
 
 from domain.base import Aggregate, Changes, Command, Meta, Moment, RecordCommand, record_id
-from domain.errors import RuleViolation, require
+from domain.errors import require, require_transition
 from domain.incident import MANAGERS, RESPONDERS
 from domain.text import Ref, Text, Title
 
@@ -167,16 +167,13 @@ class Problem(Aggregate):
         moving = status is not None and status != self.status
         if moving:
             assert status is not None
-            allowed = TRANSITIONS[self.status]
-            if status not in allowed:
-                raise RuleViolation(
-                    "problem.invalid_transition",
-                    f"Problem {self.number} cannot go from {self.status.value} to "
-                    f"{status.value}; allowed: "
-                    f"{', '.join(sorted(s.value for s in allowed)) or 'none (final)'}.",
-                    current_status=self.status.value,
-                    allowed=sorted(s.value for s in allowed),
-                )
+            require_transition(
+                "problem.invalid_transition",
+                f"Problem {self.number}",
+                self.status,
+                status,
+                TRANSITIONS,
+            )
         if changes:
             self.require_not_closed("a closed problem cannot change")
         require(

@@ -13,7 +13,7 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime
 
 from domain.base import Aggregate, Changes, Meta, Moment, RecordCommand, Role, record_id
-from domain.errors import Forbidden, RuleViolation, require
+from domain.errors import Forbidden, require, require_transition
 from domain.incident import MANAGERS
 from domain.text import Ref, Text, Title
 from domain.work_note import IncidentOrProblem
@@ -145,13 +145,13 @@ class RootCauseAnalysis(Aggregate):
             "rca.approved",
             f"Analysis {self.number} is approved; an approved analysis does not change.",
         )
-        allowed = TRANSITIONS[self.status]
-        if status is not None and moves and status not in allowed:
-            raise RuleViolation(
+        if status is not None and moves:
+            require_transition(
                 "rca.invalid_transition",
-                f"Analysis {self.number} cannot go from {self.status.value} to {status.value}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
+                f"Analysis {self.number}",
+                self.status,
+                status,
+                TRANSITIONS,
             )
         if status == RcaStatus.APPROVED and moves:
             self._require_approver(meta.actor, actor_role, changes)

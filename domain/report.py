@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import Aggregate, Changes, Command, Meta, RecordCommand, record_id
-from domain.errors import RuleViolation, require
+from domain.errors import require, require_transition
 from domain.incident import MANAGERS
 from domain.text import Ref, Text, Title
 
@@ -96,13 +96,13 @@ class IncidentReport(Aggregate):
             "report.no_change",
             "The update changes nothing: every given value equals the current one.",
         )
-        allowed = TRANSITIONS[self.status]
-        if status is not None and moves and status not in allowed:
-            raise RuleViolation(
+        if status is not None and moves:
+            require_transition(
                 "report.invalid_transition",
-                f"Report {self.number} cannot go from {self.status.value} to {status.value}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
+                f"Report {self.number}",
+                self.status,
+                status,
+                TRANSITIONS,
             )
         require(
             not changes or self.status in EDITABLE,

@@ -12,7 +12,7 @@ from eventsourcing.domain import event
 from pydantic import Field, model_validator
 
 from domain.base import Aggregate, Command, Meta, RecordCommand, record_id
-from domain.errors import RuleViolation, require
+from domain.errors import require, require_transition
 from domain.incident import MANAGERS, OpenIncident
 from domain.text import Ref, Text, Title
 
@@ -112,15 +112,13 @@ class Rollback(Aggregate):
         self.executed_at: datetime | None = None
 
     def update_status(self, meta: Meta, status: RollbackStatus) -> None:
-        allowed = TRANSITIONS[self.status]
-        if status not in allowed:
-            raise RuleViolation(
-                "rollback.invalid_transition",
-                f"Rollback {self.number} cannot go from {self.status.value} to {status.value}; "
-                f"allowed: {', '.join(sorted(s.value for s in allowed)) or 'none (final)'}.",
-                current_status=self.status.value,
-                allowed=sorted(s.value for s in allowed),
-            )
+        require_transition(
+            "rollback.invalid_transition",
+            f"Rollback {self.number}",
+            self.status,
+            status,
+            TRANSITIONS,
+        )
         approved_by = meta.actor if status == RollbackStatus.APPROVED else None
         self._status_changed(meta, status, self.status, approved_by)
 
