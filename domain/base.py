@@ -182,6 +182,15 @@ class Aggregate(BaseAggregate[UUID]):
         originator_topic: str
 
 
+class Numbered(Aggregate):
+    """A record with a human number (INC0000001, PRB…): its id derives from the number, so the
+    API takes either."""
+
+    @staticmethod
+    def create_id(number: str, **_: Any) -> UUID:
+        return record_id(number)
+
+
 class Command(BaseModel):
     """A validated request to change the ledger: unknown or server-owned fields are refused.
     At the HTTP boundary it is validated strictly from JSON (`"5"` is not 5, `"yes"` is not

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from domain.base import Aggregate, Meta, RecordCommand, record_id
+from domain.base import Aggregate, Meta, Numbered, RecordCommand
 from domain.errors import RuleViolation, require
 from domain.incident import MANAGERS, IncidentCommand
 from domain.severity import Severity
@@ -137,11 +137,7 @@ class CloseBridge(BridgeCommand):
 # --- aggregate ------------------------------------------------------------------------------------
 
 
-class Bridge(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class Bridge(Numbered):
     class Opened(Aggregate.Created):
         number: str
         incident_id: UUID

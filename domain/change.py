@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, model_validator
 
-from domain.base import Aggregate, Command, Meta, Moment, RecordCommand, record_id
+from domain.base import Aggregate, Command, Meta, Moment, Numbered, RecordCommand
 from domain.errors import RuleViolation, require, require_transition
 from domain.incident import MANAGERS, Level
 from domain.text import Ref, Text, Title
@@ -96,11 +96,7 @@ class UpdateChangeStatus(RecordCommand):
 # --- aggregate ------------------------------------------------------------------------------------
 
 
-class Change(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class Change(Numbered):
     class Requested(Aggregate.Created):
         number: str
         title: str

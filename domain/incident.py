@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field, model_validator
 
-from domain.base import Aggregate, Changes, Command, Meta, Moment, RecordCommand, Role, record_id
+from domain.base import (
+    Aggregate,
+    Changes,
+    Command,
+    Meta,
+    Moment,
+    Numbered,
+    RecordCommand,
+    Role,
+)
 from domain.errors import RuleViolation, require, require_transition
 from domain.severity import Severity, SeverityAssessment, SeverityDecision
 from domain.text import Ref, Text, Title
@@ -129,11 +138,7 @@ class LinkCIToIncident(IncidentCommand):
 # --- aggregate ------------------------------------------------------------------------------------
 
 
-class Incident(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class Incident(Numbered):
     class Opened(Aggregate.Created):
         number: str
         title: str

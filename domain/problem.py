@@ -14,13 +14,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field, model_validator
 
-from domain.base import Aggregate, Changes, Command, Meta, Moment, RecordCommand, record_id
+from domain.base import (
+    Aggregate,
+    Changes,
+    Command,
+    Meta,
+    Moment,
+    Numbered,
+    RecordCommand,
+)
 from domain.errors import require, require_transition
 from domain.incident import MANAGERS, RESPONDERS
 from domain.text import Ref, Text, Title
@@ -114,11 +122,7 @@ class LinkCIToProblem(ProblemCommand):
 # --- aggregate ------------------------------------------------------------------------------------
 
 
-class Problem(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class Problem(Numbered):
     class Opened(Aggregate.Created):
         number: str
         title: str

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime
 
-from domain.base import Aggregate, Changes, Meta, Moment, RecordCommand, Role, record_id
+from domain.base import Aggregate, Changes, Meta, Moment, Numbered, RecordCommand, Role
 from domain.errors import Forbidden, require, require_transition
 from domain.incident import MANAGERS
 from domain.text import Ref, Text, Title
@@ -74,11 +73,7 @@ class UpdateRootCauseAnalysis(RecordCommand):
     recommendations: Text | None = None
 
 
-class RootCauseAnalysis(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class RootCauseAnalysis(Numbered):
     class Started(Aggregate.Created):
         number: str
         incident_id: UUID | None

@@ -4,12 +4,11 @@ same record): commands, the status machine, the IncidentReport aggregate and its
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.base import Aggregate, Changes, Command, Meta, RecordCommand, record_id
+from domain.base import Aggregate, Changes, Command, Meta, Numbered, RecordCommand
 from domain.errors import require, require_transition
 from domain.incident import MANAGERS
 from domain.text import Ref, Text, Title
@@ -60,11 +59,7 @@ class UpdateIncidentReport(RecordCommand):
     report_content: Text | None = None
 
 
-class IncidentReport(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class IncidentReport(Numbered):
     class Generated(Aggregate.Created):
         number: str
         incident_id: UUID

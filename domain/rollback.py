@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Self
 from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import Field, model_validator
 
-from domain.base import Aggregate, Command, Meta, RecordCommand, record_id
+from domain.base import Aggregate, Command, Meta, Numbered, RecordCommand
 from domain.errors import require, require_transition
 from domain.incident import MANAGERS, OpenIncident
 from domain.text import Ref, Text, Title
@@ -76,11 +76,7 @@ class UpdateRollbackStatus(RecordCommand):
 # --- aggregate ------------------------------------------------------------------------------------
 
 
-class Rollback(Aggregate):
-    @staticmethod
-    def create_id(number: str, **_: Any) -> UUID:
-        return record_id(number)
-
+class Rollback(Numbered):
     class Requested(Aggregate.Created):
         number: str
         change_id: UUID
