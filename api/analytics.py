@@ -119,9 +119,13 @@ def _now(now: datetime | None) -> datetime:
         return datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    if not 1970 <= now.astimezone(UTC).year <= 2200:
+    try:  # a year 1 or 9999 time with an offset has no UTC time at all
+        in_utc = now.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not 1970 <= in_utc.year <= 2200:
         raise InvalidInput("query.invalid", "now must lie between 1970 and 2200.")
-    return now.astimezone(UTC)
+    return in_utc
 
 
 @router.get(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg.sql import SQL, Identifier
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import CurrentUser, ServiceDep
 from api.errors import ERROR_RESPONSES
@@ -225,10 +225,10 @@ def audit(
     actor: Annotated[str | None, Query(description="A user's id, or `me`.")] = None,
     event_type: Annotated[str | None, Query(max_length=200)] = None,
     record_type: Annotated[str | None, Query(max_length=100)] = None,
-    occurred_from: datetime | None = None,
-    occurred_to: datetime | None = None,
-    recorded_from: datetime | None = None,
-    recorded_to: datetime | None = None,
+    occurred_from: AwareDatetime | None = None,
+    occurred_to: AwareDatetime | None = None,
+    recorded_from: AwareDatetime | None = None,
+    recorded_to: AwareDatetime | None = None,
     after: Annotated[int, Query(ge=0, description="Entries after this position.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
     format: Literal["json", "csv", "ndjson"] = "json",

@@ -125,7 +125,6 @@ COLLECTIONS = [
         RollbackRecord,
         "rollbacks",
         ("number", "change_id", "incident_id", "requested_by", "status", "approved_by"),
-        ("executed_at",),
     ),
     Collection(
         "/approvals",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from api.audit import RESPONSES, audit_reader
 from api.deps import ServiceDep
@@ -77,7 +77,7 @@ def get_obligations(
     ] = None,
     incident: UUID | None = None,
     since_before: Annotated[
-        datetime | None, Query(description="Only those owed since this moment or earlier.")
+        AwareDatetime | None, Query(description="Only those owed since this moment or earlier.")
     ] = None,
     format: Literal["json", "csv", "ndjson"] = "json",
 ) -> Any:

@@ -6,12 +6,11 @@ the records view finds the ids, each record is then shown as of the version the 
 from __future__ import annotations
 
 import inspect
-from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, Field, create_model
+from pydantic import AwareDatetime, BaseModel, Field, create_model
 
 from api.collections import COLLECTIONS, Collection
 from api.deps import CurrentUser, ServiceDep
@@ -123,13 +122,13 @@ def get_many(collection: Collection) -> Any:
         reader: CurrentUser,
         http_response: Response,
         wanted_position: MinPosition,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        updated_from: datetime | None = None,
-        updated_to: datetime | None = None,
+        created_from: AwareDatetime | None = None,
+        created_to: AwareDatetime | None = None,
+        updated_from: AwareDatetime | None = None,
+        updated_to: AwareDatetime | None = None,
         order: Literal["asc", "desc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
         **given: Any,
     ) -> dict[str, Any]:
         _may_read(reader)
@@ -185,7 +184,7 @@ def get_many(collection: Collection) -> Any:
                 inspect.Parameter(
                     f"{name}_{end}",
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=datetime | None,
+                    annotation=AwareDatetime | None,
                     default=None,
                 )
             )

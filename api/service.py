@@ -29,7 +29,7 @@ from api.settings import Settings, check_admin_key
 from domain.api_key import BootstrapAdministrator
 from domain.base import Command
 from domain.context import Outcome
-from domain.errors import LedgerError, RuleViolation
+from domain.errors import LedgerError, RecordedRefusal, RuleViolation
 from domain.ledger import IncidentLedger
 from domain.sla_policy import RecordDefaultSLAPolicy, SLAPolicy
 from domain.user import EmailIndex
@@ -169,9 +169,15 @@ class Service:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> Outcome:
-        outcome = self.ledger.handle(
-            command, actor, idempotency_key=idempotency_key, request_hash=request_hash
-        )
+        try:
+            outcome = self.ledger.handle(
+                command, actor, idempotency_key=idempotency_key, request_hash=request_hash
+            )
+        except RecordedRefusal as refusal:  # refused, but its events are in the ledger
+            position = refusal.details.get("position")
+            if actor is not None and isinstance(position, int):
+                self.last_positions.remember(actor, position)
+            raise
         if actor is not None and outcome.position is not None:
             self.last_positions.remember(actor, outcome.position)
         return outcome

@@ -160,9 +160,10 @@ class IncidentLedger(Application[UUID]):
                 self.get_or_none(aggregate_id)  # refreshes a stale cached copy
             self._raise_if_addressed_moved(ctx)
             return None  # a guarded or bookkeeping record moved: decide again
-        if refusal is not None:
-            raise refusal
         position = recordings[-1].notification.id if recordings else None
+        if refusal is not None:
+            refusal.details["position"] = position  # where its recorded events are
+            raise refusal
         return outcome.model_copy(update={"position": position})
 
     def _context(

@@ -44,7 +44,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
         elif not isinstance(value, str) or "\x00" in value:  # PostgreSQL text cannot hold NUL
             raise TypeError(value)
         return value, UUID(last_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # UUID(1) is an AttributeError
         raise BadQuery("cursor is not one this API issued") from None
 
 

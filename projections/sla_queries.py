@@ -112,7 +112,7 @@ def _decode(cursor: str) -> tuple[datetime, UUID, UUID]:
     try:
         after, incident, client = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return datetime.fromisoformat(after), UUID(incident), UUID(client)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # UUID(1) is an AttributeError
         raise BadQuery("cursor is not one this API issued") from None
 
 

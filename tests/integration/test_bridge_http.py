@@ -113,8 +113,12 @@ def test_close_already_closed_bridge_is_409_and_records_its_work_note(
     assert "Idempotent-Replayed" not in again.headers
     assert event_count() == before + 1  # the work note, and nothing else
     note = client.get(f"/work-notes/{again.json()['work_note_id']}", headers=manager.headers)
-    if note.status_code == 200:  # work-note reads arrive with the lead's reads
-        assert note.json()["note_text"] == "Bridge already closed."
+    assert note.status_code == 200, note.text
+    assert note.json()["note_text"] == "Bridge already closed."
+    # The refusal says where its note is, and the refused client's next read waits for it.
+    timeline = client.get(f"/incidents/{number}/timeline", headers=manager.headers).json()
+    assert timeline["entries"][-1]["position"] == again.json()["position"]
+    assert timeline["entries"][-1]["record_id"] == again.json()["work_note_id"]
 
     replayed = client.post(f"/bridges/{bridge}/close", headers=headers)
     assert replayed.status_code == 409

@@ -4,6 +4,7 @@ with each record's own state (the view only finds ids; a wrong field would hide 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -202,6 +203,17 @@ def test_an_earlier_version_and_the_refusals(
         422,
         "query.invalid",
     )
+    forged = base64.urlsafe_b64encode(b'["2024-01-01T00:00:00+00:00", 1]').decode()
+    refuse(
+        lambda: client.get("/work-notes", params={"cursor": forged}, headers=manager.headers),
+        422,
+        "query.invalid",
+    )
+    refuse(
+        lambda: client.get("/work-notes?created_from=2024-01-01T00:00:00", headers=manager.headers),
+        422,
+        "request.invalid",
+    )
 
 
 def test_a_client_contact_reads_no_other_collection(
@@ -241,7 +253,7 @@ def test_the_view_holds_each_records_filterable_fields_as_the_record_does(
         if collection is None:
             continue
         state = service.ledger.repository.get(row["id"], version=row["version"]).state()
-        for name in collection.filters:
+        for name in (*collection.filters, *collection.times):
             assert row["fields"].get(name) == state[name], (row["record_type"], name)
         checked += 1
     assert checked >= len(records) - 1

@@ -4,6 +4,7 @@ bodies), and who may read the SLA clocks and metrics."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -277,3 +278,18 @@ def test_metrics_refused_when_grouping_unknown_or_period_malformed(
     ):
         answer = client.get("/metrics/mtta-mttr", params=params, headers=admin.headers)
         assert answer.status_code == 422, (params, answer.text)
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+@pytest.mark.parametrize("path", ["/sla/breaches", "/metrics/mtta-mttr"])
+def test_a_now_with_no_utc_time_is_refused_not_a_server_error(
+    client: TestClient, admin: Actor, path: str, now: str
+) -> None:
+    answer = client.get(path, params={"now": now}, headers=admin.headers)
+    assert (answer.status_code, answer.json()["code"]) == (422, "query.invalid")
+
+
+def test_a_forged_breach_cursor_is_refused(client: TestClient, admin: Actor) -> None:
+    forged = base64.urlsafe_b64encode(b'["2024-01-01T00:00:00+00:00", 1, 2]').decode()
+    answer = client.get("/sla/breaches", params={"cursor": forged}, headers=admin.headers)
+    assert (answer.status_code, answer.json()["code"]) == (422, "query.invalid")
