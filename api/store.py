@@ -14,14 +14,11 @@ from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
-    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresFactory,
 )
 from eventsourcing.utils import Environment, EnvType
-from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from api.availability import CONNECT_TIMEOUT, DatabaseBusy, timed_out
@@ -34,17 +31,15 @@ COMMANDS_TABLE = "ledger_commands"
 GUARD_FUNCTION = "incident_ledger_assert_versions"
 CHAIN_TABLE = "ledger_event_chain"
 CHAIN_FUNCTION = "incident_ledger_chain"
+APPEND_FUNCTION = "incident_ledger_append"
 EXTRA_CONNINFO = "POSTGRES_EXTRA_CONNINFO"
 """Environment key: libpq parameters beyond the library's five (sslmode, sslrootcert, ...)."""
 MAX_APPEND_BYTES = 256 * 1024
-"""Largest append (events' state and topics together): psycopg 3.3's pipeline mode hangs on a
-statement near 1 MB, and the statement carries each state hex-encoded (twice its size); the
-legacy import saw appends of 384 KiB hang and 256 KiB commit. The request body limit is as large,
-and a command's events are far smaller than its body allows."""
-# The library's append and read without their retry decorators (LedgerRecorder retries sooner).
-_append_once: Callable[..., Sequence[int] | None] = (
-    PostgresApplicationRecorder.insert_events.__wrapped__
-)
+"""Largest append (events' state and topics together). It was set when appends went through
+psycopg's pipeline mode, which hung on appends of 384 KiB; the one-statement append has no such
+limit, but a bound on one command's size still protects the table lock's other waiters. The
+request body limit is as large, and a command's events are far smaller than its body allows."""
+# The library's read without its retry decorator (LedgerRecorder retries sooner).
 _select_events_once: Callable[..., Any] = PostgresApplicationRecorder.select_events.__wrapped__
 
 
@@ -138,8 +133,59 @@ class LedgerRecorder(PostgresApplicationRecorder):
                     Identifier(self.events_table_name),
                     chain,
                 ),
+                # The whole append in one statement, so one round trip (the connection is in
+                # autocommit: the statement is its transaction, and its commit). The library's
+                # order: the table lock (so notification ids commit in order), NOTIFY, the
+                # insert; then, still under the lock, the guards, the hash chain, the
+                # command's record and its idempotency key, all committed with the events.
+                SQL(
+                    """CREATE OR REPLACE FUNCTION {schema}.{append}(
+                      e_ids uuid[], e_versions bigint[], e_topics text[], e_states bytea[],
+                      g_ids uuid[], g_versions int[],
+                      c_id uuid, c_outcome text, k_key text, k_hash text, k_outcome text)
+                    RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+                    DECLARE ids bigint[]; last bigint;
+                    BEGIN
+                      LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
+                      NOTIFY {channel};
+                      WITH inserted AS (
+                        INSERT INTO {schema}.{events}
+                          (originator_id, originator_version, topic, state)
+                        SELECT * FROM unnest(e_ids, e_versions, e_topics, e_states)
+                        RETURNING notification_id)
+                      SELECT array_agg(notification_id ORDER BY notification_id) INTO ids
+                      FROM inserted;
+                      IF cardinality(g_ids) > 0 THEN
+                        PERFORM {schema}.{guard}(g_ids, g_versions);
+                      END IF;
+                      PERFORM {schema}.{chain_function}(ids);
+                      last := ids[cardinality(ids)];
+                      IF c_id IS NOT NULL THEN
+                        INSERT INTO {commands} (command_id, outcome, position)
+                        VALUES (c_id, c_outcome, last);
+                      END IF;
+                      IF k_key IS NOT NULL THEN
+                        INSERT INTO {idempotency} (key, request_hash, outcome, position)
+                        VALUES (k_key, k_hash, k_outcome, last);
+                      END IF;
+                      RETURN QUERY SELECT unnest(ids);
+                    END $$"""
+                ).format(
+                    schema=schema,
+                    append=Identifier(APPEND_FUNCTION),
+                    events=Identifier(self.events_table_name),
+                    channel=Identifier(self.channel_name),
+                    guard=Identifier(GUARD_FUNCTION),
+                    chain_function=Identifier(CHAIN_FUNCTION),
+                    commands=self._commands,
+                    idempotency=self._idempotency,
+                ),
             ]
         )
+        self._append = SQL(
+            "SELECT * FROM {}.{}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], "
+            "%s::uuid[], %s::int[], %s::uuid, %s::text, %s::text, %s::text, %s::text)"
+        ).format(schema, Identifier(APPEND_FUNCTION))
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -156,7 +202,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 limit=self.max_append_bytes,
             )
         try:
-            return retrying(_append_once, self, stored_events, **kwargs)
+            return retrying(self._append_once, stored_events, **kwargs)
         except (InterfaceError, OperationalError) as exc:
             if timed_out(exc):
                 raise DatabaseBusy(f"append gave up: {exc}") from exc
@@ -165,57 +211,39 @@ class LedgerRecorder(PostgresApplicationRecorder):
     def select_events(self, *args: Any, **kwargs: Any) -> Any:
         return retrying(_select_events_once, self, *args, **kwargs)
 
-    def _insert_stored_events(
+    def _append_once(
         self,
-        curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         *,
         guards: dict[UUID, int] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        # The library's order (lock, notify, insert), then the guard check, still under the
-        # lock and before the library's sync, so a moved record fails the append with nothing
-        # else queued behind it in the pipeline. Its own cursor, so the insert's cursor keeps the
-        # returned notification ids; never prepared, because psycopg's pipeline mode loses track
-        # of a statement prepared in a batch that an earlier statement's error aborted.
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
-        if guards:
-            with curs.connection.cursor() as guard:
-                guard.execute(self._guard, (list(guards), list(guards.values())), prepare=False)
-
-    def _fetch_ids_after_insert_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        *,
         command: tuple[UUID, str] | None = None,
         idempotency: tuple[str, str | None, str] | None = None,
-        **kwargs: Any,
-    ) -> Sequence[int] | None:
-        # Written after the events (same transaction), so they know the command's position.
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        position = ids[-1] if ids else None
-        if ids:
-            curs.execute(self._chain, (list(ids),), prepare=False)
-        if command is not None:
-            curs.execute(
-                SQL("INSERT INTO {} (command_id, outcome, position) VALUES (%s, %s, %s)").format(
-                    self._commands
-                ),
-                (*command, position),
-                prepare=False,
-            )
-        if idempotency is not None:
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} (key, request_hash, outcome, position) VALUES (%s, %s, %s, %s)"
-                ).format(self._idempotency),
-                (*idempotency, position),
-                prepare=False,
-            )
-        return ids
+        tracking: object = None,
+    ) -> Sequence[int]:
+        """One statement, one round trip: the append function does the whole append."""
+        if tracking is not None:  # the ledger is no process application
+            raise NotImplementedError("LedgerRecorder does not record tracking")
+        if not stored_events:
+            return []
+        guards = guards or {}
+        command_id, outcome = command or (None, None)
+        key, request_hash, key_outcome = idempotency or (None, None, None)
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            list(guards),
+            list(guards.values()),
+            command_id,
+            outcome,
+            key,
+            request_hash,
+            key_outcome,
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._append, params, prepare=True)
+            return [row[APPEND_FUNCTION] for row in curs.fetchall()]
 
     def _select_one(self, statement: Composed, params: Any) -> dict[str, Any] | None:
         def select() -> dict[str, Any] | None:

@@ -4,8 +4,10 @@ command bases, and before → after change records that keep their types through
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from enum import StrEnum
+from copy import deepcopy
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum, StrEnum
 from functools import cache
 from typing import Annotated, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
@@ -132,8 +134,33 @@ class AuditTrailEntry(BaseModel):
     changes: Changes
 
 
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, int, float, bool, type(None), bytes, UUID, datetime, date, time, timedelta, Decimal}
+)
+
+
+def _copied(value: Any, memo: dict[int, Any]) -> Any:
+    """A deep copy of a record's attribute that shares what cannot change (the library copies
+    each cached record per command; the generic deepcopy reduces every UUID and datetime)."""
+    kind = type(value)
+    if kind in _IMMUTABLE or isinstance(value, Enum):
+        return value
+    if kind is list:
+        return [_copied(item, memo) for item in value]
+    if kind is dict:
+        return {key: _copied(item, memo) for key, item in value.items()}
+    if kind is set:
+        return {_copied(item, memo) for item in value}
+    return deepcopy(value, memo)
+
+
 class Aggregate(BaseAggregate[UUID]):
     """Aggregate base whose nested events are pydantic models."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Aggregate:
+        copy = object.__new__(type(self))
+        copy.__dict__.update({name: _copied(v, memo) for name, v in self.__dict__.items()})
+        return copy
 
     AuditTrailRecorded: ClassVar[type[Aggregate.Event]]
     """This record's AuditTrailEntry event (defined for every aggregate class)."""
