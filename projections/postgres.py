@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -111,23 +111,33 @@ class Projections:
             positions = self.read_positions(curs)
         for view in due:
             self.positions.publish(view.name, positions[view.name])
+        start = min(positions[v.name] for v in due)
         notifications = self.app.recorder.select_notifications(
-            start=min(positions[v.name] for v in due), limit=PAGE, inclusive_of_start=False
+            start=start, limit=PAGE, inclusive_of_start=False
         )
         page = decode(notifications, self.app.mapper)
-        processed: dict[str, int] = {}
-        for view in due:
-            mine = [item for item in page if item.notification.id > positions[view.name]]
-            if mine:
-                self._write_isolating(view, mine)
-                processed[view.name] = len(mine)
-        return processed
+        pending = {
+            view: mine
+            for view in due
+            if (mine := [item for item in page if item.notification.id > positions[view.name]])
+        }
+        if len(pending) > 1:
+            try:  # the usual case: every view in one transaction, one commit for the page
+                self._write(pending)
+                return {view.name: len(mine) for view, mine in pending.items()}
+            except TRANSIENT:
+                raise
+            except Exception:  # a view cannot fold this page: each alone, to find the event
+                log.debug("a view failed on the page after %d; writing views one by one", start)
+        for view, mine in pending.items():
+            self._write_isolating(view, mine)
+        return {view.name: len(mine) for view, mine in pending.items()}
 
     def _write_isolating(self, view: LedgerView, page: Sequence[Decoded]) -> bool:
         """Write the page; if it fails, write its halves, down to the one event that fails:
         the good events before it are committed, the view stops just before it."""
         try:
-            self._write(view, page)
+            self._write({view: page})
             return True
         except TRANSIENT:
             raise
@@ -138,19 +148,28 @@ class Projections:
         half = len(page) // 2
         return self._write_isolating(view, page[:half]) and self._write_isolating(view, page[half:])
 
-    def _write(self, view: LedgerView, page: Sequence[Decoded]) -> None:
+    def _write(self, pages: Mapping[LedgerView, Sequence[Decoded]]) -> None:
+        """Each view's page, its tracking position and its cleared failure, all in one
+        transaction. Each view's advisory lock is taken in the views' order (as every projector
+        and a rebuild take them), so writers never wait on each other in a cycle."""
+        written: dict[LedgerView, int] = {}
+        advanced: list[str] = []
         with self.datastore.transaction(commit=True) as curs:
-            view.lock(curs)
-            position = view._max_tracking_id(self.app.name, curs) or 0
-            page = [item for item in page if item.notification.id > position]  # others moved it
-            if page:
-                position = page[-1].notification.id
-                view.write(curs, page)
-                view._insert_tracking(curs, Tracking(self.app.name, position))
-                curs.execute(failures.clear_statement(), (view.name, position))
-        if page:
-            self._retry_at.pop(view.name, None)
-        self.positions.publish(view.name, position)
+            for view, page in pages.items():
+                view.lock(curs)
+                position = view._max_tracking_id(self.app.name, curs) or 0
+                page = [item for item in page if item.notification.id > position]  # moved on
+                if page:
+                    position = page[-1].notification.id
+                    view.write(curs, page)
+                    view._insert_tracking(curs, Tracking(self.app.name, position))
+                    curs.execute(failures.clear_statement(), (view.name, position))
+                    advanced.append(view.name)
+                written[view] = position
+        for name in advanced:  # committed: past its failure, if it had one
+            self._retry_at.pop(name, None)
+        for view, position in written.items():
+            self.positions.publish(view.name, position)
 
     def _fail(self, view: LedgerView, notification: Notification, exc: Exception) -> None:
         failure = Failure.of(view.name, notification, exc)

@@ -293,9 +293,12 @@ def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writ
     monkeypatch.setattr(rebuild_module, "PAGE", max(20, event_count() // 20))
     write = LedgerView.write
 
+    folded = [0]  # view-pages the rebuild has folded
+
     def slow_write(self: LedgerView, curs: Any, page: Any, suffix: str = "") -> None:
         if suffix:
             time.sleep(0.004)
+            folded[0] += 1
         write(self, curs, page, suffix)
 
     monkeypatch.setattr(LedgerView, "write", slow_write)
@@ -317,6 +320,7 @@ def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writ
                     problems.append(f"{incident}: {count} entries after {seen[incident]}")
                 seen[incident] = count
                 reads[0] += 1
+                time.sleep(0.005)  # three readers in one interpreter leave the rebuild the GIL
 
     def write_notes() -> None:
         while not stop.is_set():
@@ -326,7 +330,11 @@ def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writ
             position = service.execute(note, activity.manager).position
             assert position is not None
             written.append(position)
-            time.sleep(0.02)
+            # A note per three pages the rebuild folds, or per 0.1 s between its phases: a writer
+            # as fast as the rebuild's pages would have it chase the head without end.
+            start, deadline = folded[0], time.monotonic() + 0.1
+            while folded[0] < start + 12 and time.monotonic() < deadline and not stop.is_set():
+                time.sleep(0.002)
 
     threads = [threading.Thread(target=read) for _ in range(3)]
     threads.append(threading.Thread(target=write_notes))
