@@ -3,6 +3,7 @@ of every request's path and query string (storable text only)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qsl, unquote_to_bytes
 from uuid import UUID
@@ -13,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.service import Service
 from api.throttle import AuthThrottle
+from domain.api_key import ApiKey, hash_key
 from domain.base import Role
 from domain.configuration_item import ConfigurationItem
 from domain.errors import Forbidden, NotFound, Unauthenticated
@@ -58,11 +60,14 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def current_user(
+def _authenticated(
     request: Request,
-    service: ServiceDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> User:
+    service: Service,
+    credentials: HTTPAuthorizationCredentials | None,
+    *,
+    cached: bool = False,
+) -> tuple[User, str]:
+    """The user behind the bearer key, and the key (throttled per client on failures)."""
     if credentials is None or not credentials.credentials:
         raise Unauthenticated(
             "auth.missing_key", "Send your API key as `Authorization: Bearer <key>`."
@@ -71,13 +76,47 @@ def current_user(
     client = request.client.host if request.client else "unknown"
     throttle.check(client)
     try:
-        return service.ledger.authenticate(credentials.credentials)
+        return service.ledger.authenticate(credentials.credentials, cached=cached), (
+            credentials.credentials
+        )
     except Unauthenticated:
         throttle.failed(client)
         raise
 
 
+def current_user(
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
+    """The reader, from the current key and user records (a read fetches what is newer)."""
+    return _authenticated(request, service, credentials)[0]
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+@dataclass(frozen=True)
+class CommandActor:
+    """Who sends a command, and the id of the API key they sent it with."""
+
+    user: User
+    api_key: UUID
+
+
+def command_actor(
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> CommandActor:
+    """As `current_user`, but from this process's copies of the key and its user (no read):
+    the command checks the key again in its decision and guards both, so a key revoked or a
+    user deactivated elsewhere fails the append, and the command is refused on fresh state."""
+    user, secret = _authenticated(request, service, credentials, cached=True)
+    return CommandActor(user, ApiKey.create_id(key_hash=hash_key(secret)))
+
+
+CommandActorDep = Annotated[CommandActor, Depends(command_actor)]
 
 
 def reader(*roles: Role) -> object:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from starlette.concurrency import run_in_threadpool
 
 from api.collections import location
-from api.deps import CurrentUser, ServiceDep
+from api.deps import CommandActorDep, ServiceDep
 from api.errors import ERROR_RESPONSES, ErrorBody, PreconditionFailed
 from domain.api_key import IssueApiKey, RevokeApiKey
 from domain.approval import DecideApproval, RequestApproval
@@ -258,7 +258,7 @@ def make_endpoint(route: CommandRoute) -> Any:
         request: Request,
         response: Response,
         acting_service: ServiceDep,
-        acting_user: CurrentUser,
+        acting: CommandActorDep,
         body: Any = None,
         idempotency_key: str | None = None,
         if_match: str | None = None,
@@ -269,14 +269,15 @@ def make_endpoint(route: CommandRoute) -> Any:
         expected = _if_match(if_match)
         if expected is not None and isinstance(command, RecordCommand):
             command = command.model_copy(update={"expected_version": expected})
-        key = f"{acting_user.id}:{idempotency_key}" if idempotency_key else None
+        key = f"{acting.user.id}:{idempotency_key}" if idempotency_key else None
         try:
             outcome = await run_in_threadpool(
                 acting_service.execute,
                 command,
-                acting_user.id,
+                acting.user.id,
                 idempotency_key=key,
                 request_hash=request_hash(route, path, raw) if key else None,
+                api_key=acting.api_key,
             )
         except ConcurrencyConflict as exc:
             if expected is not None and exc.code == "concurrency.version_mismatch":
@@ -311,7 +312,7 @@ def make_endpoint(route: CommandRoute) -> Any:
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
         inspect.Parameter("response", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Response),
         inspect.Parameter("acting_service", inspect.Parameter.KEYWORD_ONLY, annotation=ServiceDep),
-        inspect.Parameter("acting_user", inspect.Parameter.KEYWORD_ONLY, annotation=CurrentUser),
+        inspect.Parameter("acting", inspect.Parameter.KEYWORD_ONLY, annotation=CommandActorDep),
         *(
             inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, annotation=str)
             for p in _path_params(route.path)

@@ -168,10 +168,15 @@ class Service:
         *,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        api_key: UUID | None = None,
     ) -> Outcome:
         try:
             outcome = self.ledger.handle(
-                command, actor, idempotency_key=idempotency_key, request_hash=request_hash
+                command,
+                actor,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                api_key=api_key,
             )
         except RecordedRefusal as refusal:  # refused, but its events are in the ledger
             position = refusal.details.get("position")

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar, cast
@@ -76,8 +77,11 @@ class IncidentLedger(Application[UUID]):
         *,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        api_key: UUID | None = None,
     ) -> Outcome:
         """Check the actor, run the command's handler and save all its events in one append.
+        With `api_key` (the key the actor authenticated with), the key is checked again in the
+        decision and guarded: a key revoked before the append commits refuses the command.
 
         Records another command changed meanwhile make the append fail; the command is then
         decided again on fresh state, unless a record the client named moved (409). If the
@@ -85,12 +89,12 @@ class IncidentLedger(Application[UUID]):
         own record and answers the first outcome instead of deciding twice."""
         handler = HANDLERS[type(command)]
         if idempotency_key is None:
-            return self._decide(handler, command, actor, None, None)
+            return self._decide(handler, command, actor, None, None, api_key)
         first = idempotency.replay(self.recorder, idempotency_key, request_hash)
         if first is not None:
             return first
         try:
-            return self._decide(handler, command, actor, idempotency_key, request_hash)
+            return self._decide(handler, command, actor, idempotency_key, request_hash, api_key)
         except LedgerError as refusal:
             if refusal.details.get("replayed") or isinstance(refusal, RecordedRefusal):
                 raise  # already the key's answer (a recorded refusal is saved with its events)
@@ -108,12 +112,13 @@ class IncidentLedger(Application[UUID]):
         actor: UUID | None,
         idempotency_key: str | None,
         request_hash: str | None,
+        api_key: UUID | None = None,
     ) -> Outcome:
         command_id = uuid4()
         for attempt in range(MAX_ATTEMPTS):
             if attempt:  # let the command that won the race finish before deciding again
                 time.sleep(random.uniform(0, 0.002 * attempt))
-            ctx = self._context(command, actor, command_id, idempotency_key)
+            ctx = self._context(command, actor, command_id, idempotency_key, api_key)
             try:
                 done = self._attempt(handler, command, ctx, idempotency_key, request_hash)
             finally:
@@ -167,7 +172,12 @@ class IncidentLedger(Application[UUID]):
         return outcome.model_copy(update={"position": position})
 
     def _context(
-        self, command: Command, actor_id: UUID | None, command_id: UUID, key: str | None
+        self,
+        command: Command,
+        actor_id: UUID | None,
+        command_id: UUID,
+        key: str | None,
+        api_key: UUID | None = None,
     ) -> Context:
         now = self.clock()
         occurred_at = command.occurred_at or now
@@ -191,6 +201,11 @@ class IncidentLedger(Application[UUID]):
             actor = ctx.find(User, actor_id, "actor", guard=True)
             if not actor.is_active:
                 raise Forbidden("actor.inactive", "Your user account is inactive.")
+            if api_key is not None:  # checked again here, and guarded until the commit
+                key_record = ctx.load(api_key)
+                _still_valid(key_record, actor)
+                assert key_record is not None
+                ctx.guard(key_record)
             if actor.role not in command.roles:
                 raise Forbidden(
                     "role.forbidden",
@@ -256,14 +271,36 @@ class IncidentLedger(Application[UUID]):
             raise NotFound(f"{what}.not_found", f"No {what.replace('_', ' ')} {ref}.")
         return found
 
-    def authenticate(self, key: str) -> User:
-        """The active user an API key belongs to; 401 if the key is unknown."""
-        api_key = self.get_or_none(ApiKey.create_id(key_hash=hash_key(key)))
+    def authenticate(self, key: str, *, cached: bool = False) -> User:
+        """The active user an API key belongs to; 401 if the key is unknown. `cached`: as this
+        process last saw the key and its user (for a command, whose append guards both); a
+        refusal is checked again on the current records before it is given."""
+        if cached:
+            with suppress(Unauthenticated, Forbidden, NotFound):
+                return self._authenticate(key, self.cached_or_none)
+        return self._authenticate(key, self.get_or_none)
+
+    @staticmethod
+    def _authenticate(key: str, load: Callable[[UUID], Aggregate | None]) -> User:
+        api_key = load(ApiKey.create_id(key_hash=hash_key(key)))
         if not isinstance(api_key, ApiKey) or api_key.revoked:
             raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
-        user = self.find(User, api_key.user_id, "user")
-        if not isinstance(user, User) or not user.is_active:
+        user = load(api_key.user_id)
+        if not isinstance(user, User):
+            raise NotFound("user.not_found", f"No user {api_key.user_id}.")
+        if not user.is_active:
             raise Forbidden("actor.inactive", "Your user account is inactive.")
-        if api_key.generation != user.key_generation:  # issued before a deactivation
-            raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
+        _still_valid(api_key, user)
         return user
+
+
+def _still_valid(api_key: Aggregate | None, user: User) -> None:
+    """The key is the user's, not revoked, and issued in the user's current key generation
+    (a key issued before a deactivation stays invalid after the reactivation)."""
+    if (
+        not isinstance(api_key, ApiKey)
+        or api_key.revoked
+        or api_key.user_id != user.id
+        or api_key.generation != user.key_generation
+    ):
+        raise Unauthenticated("auth.invalid_key", "The API key is not valid.")

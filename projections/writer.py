@@ -26,16 +26,14 @@ BINARY = PyFormat.BINARY
 _statements: dict[Shape, str] = {}
 
 
+_KINDS: dict[type, str] = {Increment: "increment", Append: "append", Merge: "merge"}
+
+
 def _kind(value: Any) -> Hashable:
-    if isinstance(value, Lookup):
+    kind = type(value)
+    if kind is Lookup:
         return ("lookup", value.table, value.expression)
-    if isinstance(value, Increment):
-        return "increment"
-    if isinstance(value, Append):
-        return "append"
-    if isinstance(value, Merge):
-        return "merge"
-    return None
+    return _KINDS.get(kind)
 
 
 def shape(row: Row, suffix: str = "") -> Shape:
@@ -161,8 +159,47 @@ def write_rows(curs: Cursor[DictRow], rows: Sequence[Row], suffix: str = "") -> 
     """Write the rows of a page: a statement per row shape (and per level, see _groups)."""
     with curs.connection.pipeline():
         for segment in _segments(rows):
-            for group in _groups(segment, suffix):
+            for group in _groups(_coalesced(segment), suffix):
                 _send(curs, group, suffix)
+
+
+def _coalesced(segment: list[Row]) -> list[Row]:
+    """The segment with each update folded into the write before it to the same key, where the
+    result is the same: an update of plain values (or an increment of a value the earlier write
+    sets) after an insert, upsert or update. A page of events about one record then writes its
+    row once. (Within a segment no table is both written and looked up, so no row in between
+    could have seen the intermediate state.)"""
+    out: list[Row] = []
+    last: dict[tuple[Any, ...], int] = {}
+    for row in segment:
+        key = (row.table, *row.key.items())
+        i = last.get(key)
+        if i is not None and row.op == "update":
+            folded = _fold_update(out[i], row)
+            if folded is not None:
+                out[i] = folded
+                continue
+        last[key] = len(out)
+        out.append(row)
+    return out
+
+
+def _fold_update(earlier: Row, update: Row) -> Row | None:
+    if earlier.op not in ("insert", "upsert", "update"):
+        return None
+    values = dict(earlier.values)
+    for column, value in update.values.items():
+        kind = type(value)
+        if kind is Increment:
+            before = values.get(column)
+            if before is None or type(before) in _KINDS or type(before) is Lookup:
+                return None
+            values[column] = before + value.by
+        elif kind in _KINDS or kind is Lookup:
+            return None
+        else:
+            values[column] = value
+    return Row(earlier.table, earlier.key, values, earlier.op)
 
 
 def _segments(rows: Sequence[Row]) -> list[list[Row]]:

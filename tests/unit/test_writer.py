@@ -3,8 +3,8 @@ keep their order, and a Lookup sees exactly the writes that came before it."""
 
 from __future__ import annotations
 
-from projections.folds import Increment, Lookup, Row
-from projections.writer import _groups, _segments, render, shape, statement
+from projections.folds import Append, Increment, Lookup, Merge, Row
+from projections.writer import _coalesced, _groups, _segments, render, shape, statement
 
 
 def _entry(n: int, actor: str) -> Row:
@@ -63,3 +63,46 @@ def test_statement_rendered_once_per_shape_when_values_differ() -> None:
     assert statement(one) is statement(two)
     assert statement(one, "__new") == render(one, "__new").as_string(None)
     assert '"incident_view__new"' in statement(one, "__new")
+
+
+def test_updates_fold_into_the_earlier_write_of_their_key_where_the_result_is_the_same() -> None:
+    rows = [
+        Row("incident_view", {"id": "a"}, {"status": "open", "reopen_count": 0}, op="insert"),
+        Row("incident_view", {"id": "b"}, {"status": "open"}, op="upsert"),
+        Row("incident_view", {"id": "a"}, {"status": "resolved", "reopen_count": Increment(2)}),
+        Row("incident_view", {"id": "b"}, {"assigned_to": "u"}),
+        Row("incident_view", {"id": "a"}, {"closed_at": "t"}),
+    ]
+
+    assert _coalesced(rows) == [
+        Row(
+            "incident_view",
+            {"id": "a"},
+            {"status": "resolved", "reopen_count": 2, "closed_at": "t"},
+            op="insert",
+        ),
+        Row("incident_view", {"id": "b"}, {"status": "open", "assigned_to": "u"}, op="upsert"),
+    ]
+
+
+def test_an_update_the_earlier_write_cannot_absorb_stays_and_keeps_its_place() -> None:
+    rows = [
+        Row("incident_view", {"id": "a"}, {"status": "open"}, op="insert"),
+        Row("incident_view", {"id": "a"}, {"ci_ids": Append("ci")}),  # an array append
+        Row("incident_view", {"id": "a"}, {"status": "resolved"}),  # folds into the append's row
+        Row("incident_view", {"id": "a"}, {"reopen_count": Increment()}),  # nothing to add to
+        Row("record_view", {"id": "r"}, {"fields": Merge({"x": 1})}, op="upsert"),
+        Row("record_view", {"id": "r"}, {"fields": Merge({"y": 2})}),
+        Row("timeline_actor", {"id": "u"}, {}, op="delete"),
+        Row("timeline_actor", {"id": "u"}, {"first_name": "N"}),  # after a delete: stays
+    ]
+
+    assert _coalesced(rows) == [
+        rows[0],
+        Row("incident_view", {"id": "a"}, {"ci_ids": Append("ci"), "status": "resolved"}),
+        rows[3],
+        rows[4],
+        rows[5],
+        rows[6],
+        rows[7],
+    ]
