@@ -27,10 +27,11 @@ from api.user_reads import router as user_router
 log = logging.getLogger("incident_ledger.api")
 
 
-def start_service(settings: Settings) -> Service:
+def start_service(settings: Settings, *, projector: bool | None = None) -> Service:
     """Start the service and make sure the first administrator exists. A generated key is
-    printed once; a key chosen through INCIDENT_LEDGER_ADMIN_KEY is never printed."""
-    service = Service.start(settings)
+    printed once; a key chosen through INCIDENT_LEDGER_ADMIN_KEY is never printed. `projector`:
+    whether to run the projector thread (default: unless the settings say off)."""
+    service = Service.start(settings, projector=projector)
     try:
         admin_id, key = service.bootstrap_admin()
     except BaseException:

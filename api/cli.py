@@ -7,7 +7,9 @@ import argparse
 import logging
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,8 @@ from api.settings import Settings
 
 if TYPE_CHECKING:
     from api.database import Database
+
+log = logging.getLogger("incident_ledger.serve")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -46,20 +50,28 @@ def serve(args: argparse.Namespace) -> int:
     workers = args.workers or 1
     # Started before uvicorn, so that a failure is one line here rather than a lifespan traceback.
     # With several workers this process keeps the service: it owns the embedded server, and its
-    # projector thread (if INCIDENT_LEDGER_PROJECTOR=thread) is the only one.
-    service = start_service(settings)
+    # projector (child process or thread) is the only one.
+    child = settings.projector == "process"
+    service = start_service(settings, projector=settings.projector == "thread")
     processes = f" with {workers} worker processes" if workers > 1 else ""
     print(
         f"incident-ledger: serving on http://{settings.host}:{settings.port}{processes} "
         f"({_where(settings, service.db)}); API docs at /docs",
         flush=True,
     )
-    if workers == 1:
-        app = create_app(settings, service=service, close_service=True)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
-        return 0
+    environment = _worker_environment(settings, service.db)
+    supervisor = ProjectorProcess(environment) if child else None
     try:
-        os.environ.update(_worker_environment(settings, service.db))
+        if supervisor is not None:
+            supervisor.start()
+            # Stopped as the service closes: uvicorn re-raises SIGTERM once it has shut down,
+            # which ends this process before any `finally` here.
+            service.on_close.append(supervisor.stop)
+        if workers == 1:
+            app = create_app(settings, service=service, close_service=True)
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+            return 0
+        os.environ.update(environment)
         os.environ.pop("INCIDENT_LEDGER_ADMIN_KEY", None)  # used; the workers do not need it
         uvicorn.run(
             "api.app:worker_app",
@@ -72,6 +84,50 @@ def serve(args: argparse.Namespace) -> int:
     finally:  # uvicorn has stopped its workers (SIGTERM, SIGINT): now the projector, the server
         service.close()
     return 0
+
+
+class ProjectorProcess:
+    """`incident-ledger projector` as a child of `serve` (INCIDENT_LEDGER_PROJECTOR=process), on
+    the database `serve` resolved; started again (after a second) if it stops on its own."""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self.environment = {
+            k: v for k, v in os.environ.items() if k != "INCIDENT_LEDGER_ADMIN_KEY"
+        } | environment
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="projector-process", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        command = [sys.executable, "-m", "api.cli", "projector", "--migrated"]
+        self._process = subprocess.Popen(command, env=self.environment)
+        log.info("projector process %d started", self._process.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            if process is not None and process.poll() is not None:
+                log.warning("projector process exited (%s); starting it again", process.returncode)
+                if self._stopping.wait(1.0):
+                    return
+                self._spawn()
+            self._stopping.wait(0.5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stopping.set()
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _worker_environment(settings: Settings, db: Database) -> dict[str, str]:
@@ -174,7 +230,7 @@ def projector(args: argparse.Namespace) -> int:
     from projections.projector import Projector
 
     settings = _settings(args)
-    service = Service.start(settings, projector=False)
+    service = Service.start(settings, projector=False, migrated=args.migrated)
     worker = Projector(service.projections, poll=args.poll or settings.projector_poll_seconds)
 
     def stop(*_: Any) -> None:
@@ -236,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="also look for new events this often, in seconds (default: "
         "INCIDENT_LEDGER_PROJECTOR_POLL_SECONDS, 1); appends wake it at once",
+    )
+    p.add_argument(
+        "--migrated",
+        action="store_true",
+        help="the schema is current (a parent `serve` migrated it): connect as the projector's "
+        "role only, without migrating as the owner",
     )
     add_commands(add)
     add_import_command(add)

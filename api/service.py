@@ -78,6 +78,9 @@ class Service:
     views: Projections | None = None
     """Reads of the views, as the API's role (None: through `projections`)."""
     api_db: Database | None = None
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    """Run first when the service closes (`serve`'s projector child process stops here, before
+    the database it projects from)."""
     """How the API's role connects (None: as `db`)."""
     durability: dict[str, Any] = field(default_factory=dict)
     """The server's fsync, synchronous_commit and full_page_writes, and whether all are on."""
@@ -87,10 +90,11 @@ class Service:
         cls, settings: Settings, *, projector: bool | None = None, migrated: bool = False
     ) -> Service:
         """Connect (failing within seconds with the server's reason), migrate as the owner and
-        open the ledger as the service's own roles; with `projector` (default: settings.projector
-        == "thread") the views are caught up by a background thread. Never waits for the
-        views. `migrated`: the schema is known to be current (a worker of `serve --workers`,
-        whose parent migrated it), so no migration and no owner's connection."""
+        open the ledger as the service's own roles; with `projector` (default: unless
+        settings.projector is "off") the views are caught up by a background thread. Never
+        waits for the views. `migrated`: the schema is known to be current (a worker of
+        `serve --workers`, or its projector child, whose parent migrated it), so no migration
+        and no owner's connection."""
         if settings.admin_key is not None:  # settings check it; a model_copy would not
             check_admin_key(settings.admin_key.get_secret_value())
         db = resolve_database(settings)
@@ -108,7 +112,7 @@ class Service:
             except BaseException:
                 service.close()
                 raise
-        if settings.projector == "thread" if projector is None else projector:
+        if settings.projector != "off" if projector is None else projector:
             service.start_projector()
         return service
 
@@ -155,6 +159,8 @@ class Service:
             self.projector = None
 
     def close(self) -> None:
+        while self.on_close:
+            self.on_close.pop()()
         self.stop_projector()
         if self.projections.app is not self.ledger:
             self.projections.app.close()

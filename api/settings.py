@@ -65,10 +65,12 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long one statement of the service may run."
     )
-    projector: Literal["thread", "off"] = Field(
-        default="thread",
-        description="thread: `serve` keeps the views caught up in a background thread; off: a "
-        "separate `incident-ledger projector` process does (docker compose).",
+    projector: Literal["process", "thread", "off"] = Field(
+        default="process",
+        description="process: `serve` runs the projector as its own child process (its own "
+        "interpreter, so projecting never waits on requests), restarted if it stops; a service "
+        "embedded in another program (tests, tools) runs it as a thread. thread: a background "
+        "thread of `serve`. off: a separate `incident-ledger projector` does (docker compose).",
     )
     projector_poll_seconds: float = Field(
         default=1.0, gt=0, description="The projector also looks for new events this often."

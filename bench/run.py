@@ -715,7 +715,7 @@ class Bench:
 
             service.project()
             settings = service.settings.model_copy(update={"projector": self.projector_http})
-            if self.projector_http == "thread":
+            if self.projector_http != "off":  # no child process here: a thread
                 service.start_projector()
             config = uvicorn.Config(
                 create_app(settings, service=service),
@@ -1135,10 +1135,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--projector",
-        choices=["thread", "off"],
-        default="thread",
-        help="(c) the server's INCIDENT_LEDGER_PROJECTOR: thread (default) or off, as when a "
-        "separate `incident-ledger projector` runs (no lag_p99_ms then)",
+        choices=["process", "thread", "off"],
+        default="process",
+        help="(c) the server's INCIDENT_LEDGER_PROJECTOR: process (default: `serve` runs the "
+        "projector as a child process, counted in rss_mb), thread, or off, as when a separate "
+        "`incident-ledger projector` runs (no lag_p99_ms then)",
     )
     parser.add_argument(
         "--no-inline-breakdown",
