@@ -261,7 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("serve", serve, "Run the HTTP API (OpenAPI docs at /docs).")
+    p = add(
+        "serve",
+        serve,
+        "Run the HTTP API (OpenAPI docs at /docs), and the projector that keeps the views "
+        "current: a child process by default (INCIDENT_LEDGER_PROJECTOR=process), or a thread "
+        "(thread), or none (off: run `incident-ledger projector` yourself).",
+    )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p.add_argument(
