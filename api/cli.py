@@ -95,6 +95,7 @@ class ProjectorProcess:
             k: v for k, v in os.environ.items() if k != "INCIDENT_LEDGER_ADMIN_KEY"
         } | environment
         self._process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="projector-process", daemon=True)
 
@@ -104,21 +105,35 @@ class ProjectorProcess:
 
     def _spawn(self) -> None:
         command = [sys.executable, "-m", "api.cli", "projector", "--migrated"]
-        self._process = subprocess.Popen(command, env=self.environment)
+        # Its own session: a Ctrl-C at the terminal stops `serve`, which stops the projector
+        # last; the child also stops by itself if `serve` dies (INCIDENT_LEDGER_PARENT_PID).
+        env = self.environment | {"INCIDENT_LEDGER_PARENT_PID": str(os.getpid())}
+        self._process = subprocess.Popen(command, env=env, start_new_session=True)
+        self._started_at = time.monotonic()
         log.info("projector process %d started", self._process.pid)
 
     def _watch(self) -> None:
+        delay = 1.0
         while not self._stopping.is_set():
             process = self._process
             if process is not None and process.poll() is not None:
-                log.warning("projector process exited (%s); starting it again", process.returncode)
-                if self._stopping.wait(1.0):
+                if time.monotonic() - self._started_at > 60:
+                    delay = 1.0  # it ran a while: a fresh failure
+                log.warning(
+                    "projector process exited (%s); starting it again in %gs",
+                    process.returncode,
+                    delay,
+                )
+                if self._stopping.wait(delay):
                     return
                 self._spawn()
+                delay = min(delay * 2, 30.0)  # while it keeps failing at once
             self._stopping.wait(0.5)
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stopping.set()
+        if self._watcher.is_alive():  # so it starts no child after this
+            self._watcher.join(timeout)
         process = self._process
         if process is None or process.poll() is not None:
             return
@@ -238,12 +253,22 @@ def projector(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if parent := os.environ.get("INCIDENT_LEDGER_PARENT_PID"):  # a child of `serve`
+        threading.Thread(target=_stop_when_orphaned, args=(int(parent), stop), daemon=True).start()
     logging.getLogger("incident_ledger.projector").info("projector running; Ctrl-C to stop")
     try:
         worker.run()
     finally:
         service.close()
     return 0
+
+
+def _stop_when_orphaned(parent: int, stop: Any) -> None:
+    """Stop the projector once the `serve` that started it is gone (its parent changes)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    logging.getLogger("incident_ledger.projector").warning("serve (%d) is gone; stopping", parent)
+    stop()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,12 +78,13 @@ class Service:
     views: Projections | None = None
     """Reads of the views, as the API's role (None: through `projections`)."""
     api_db: Database | None = None
-    on_close: list[Callable[[], None]] = field(default_factory=list)
-    """Run first when the service closes (`serve`'s projector child process stops here, before
-    the database it projects from)."""
     """How the API's role connects (None: as `db`)."""
     durability: dict[str, Any] = field(default_factory=dict)
     """The server's fsync, synchronous_commit and full_page_writes, and whether all are on."""
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    """Run first when the service closes (`serve`'s projector child process stops here, before
+    the database it projects from)."""
+    closed: bool = False
 
     @classmethod
     def start(
@@ -159,8 +160,17 @@ class Service:
             self.projector = None
 
     def close(self) -> None:
-        while self.on_close:
-            self.on_close.pop()()
+        """Idempotent: `serve` closes it after uvicorn, whose lifespan may have closed it."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            while self.on_close:
+                self.on_close.pop()()
+        finally:
+            self._close_own()
+
+    def _close_own(self) -> None:
         self.stop_projector()
         if self.projections.app is not self.ledger:
             self.projections.app.close()

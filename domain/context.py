@@ -127,6 +127,8 @@ class Context:
     guarded: dict[UUID, int] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When this attempt began, by the recording clock (the library's event timestamps)."""
+    loaded: set[UUID] = field(default_factory=set)
+    """Every record this attempt read (a refusal is checked against their current versions)."""
     numbering: AbstractContextManager[Any] | None = None
     """Held from the first number issued until the attempt ends (see `release`)."""
     _holding: bool = False

@@ -90,14 +90,21 @@ class IncidentLedger(Application[UUID]):
         handler = HANDLERS[type(command)]
         if idempotency_key is None:
             return self._decide(handler, command, actor, None, None, api_key)
-        first = idempotency.replay(self.recorder, idempotency_key, request_hash)
+        try:
+            first = idempotency.replay(self.recorder, idempotency_key, request_hash)
+        except LedgerError:  # the key's first answer was a refusal
+            self._check_caller(actor, api_key)
+            raise
         if first is not None:
+            self._check_caller(actor, api_key)
             return first
         try:
             return self._decide(handler, command, actor, idempotency_key, request_hash, api_key)
         except LedgerError as refusal:
             if refusal.details.get("replayed") or isinstance(refusal, RecordedRefusal):
                 raise  # already the key's answer (a recorded refusal is saved with its events)
+            if isinstance(refusal, Unauthenticated) or refusal.code == "actor.inactive":
+                raise  # about the caller, not the request: a retry with a valid key may pass
             idempotency.remember_refusal(self.recorder, idempotency_key, request_hash, refusal)
             # A concurrent request with the same key may have answered first: that answer wins.
             first = idempotency.replay(self.recorder, idempotency_key, request_hash)
@@ -118,9 +125,26 @@ class IncidentLedger(Application[UUID]):
         for attempt in range(MAX_ATTEMPTS):
             if attempt:  # let the command that won the race finish before deciding again
                 time.sleep(random.uniform(0, 0.002 * attempt))
-            ctx = self._context(command, actor, command_id, idempotency_key, api_key)
+            last = attempt == MAX_ATTEMPTS - 1
+            # A refusal is given only on current records: decisions read this process's copies,
+            # and a copy behind the store (changed by another worker) is refreshed, then the
+            # command is decided again. (Commits need no such check: the append guards them.)
+            try:
+                ctx = self._context(command, actor, command_id, idempotency_key, api_key)
+            except LedgerError:
+                if last or not self._refreshed([actor, api_key]):
+                    raise
+                continue
             try:
                 done = self._attempt(handler, command, ctx, idempotency_key, request_hash)
+            except LedgerError as refusal:
+                if (
+                    last
+                    or isinstance(refusal, RecordedRefusal)
+                    or not self._refreshed([actor, api_key, *ctx.loaded])
+                ):
+                    raise
+                continue
             finally:
                 ctx.release()
             if done is not None:
@@ -184,8 +208,14 @@ class IncidentLedger(Application[UUID]):
         actor: User | None = None
         if actor_id is None and not command.system:
             raise Forbidden("actor.missing", "Only the ledger itself may act without a user.")
+        loaded: set[UUID] = set()
+
+        def load(aggregate_id: UUID) -> Aggregate | None:
+            loaded.add(aggregate_id)
+            return self.cached_or_none(aggregate_id)
+
         ctx = Context(
-            self.cached_or_none,
+            load,
             Meta(
                 actor=actor_id,
                 occurred_at=occurred_at,
@@ -196,6 +226,7 @@ class IncidentLedger(Application[UUID]):
             actor,
             now,
             numbering=self._numbering,
+            loaded=loaded,
         )
         if actor_id is not None:
             actor = ctx.find(User, actor_id, "actor", guard=True)
@@ -214,6 +245,30 @@ class IncidentLedger(Application[UUID]):
             ctx.actor = actor
         ctx.not_in_future(occurred_at, "occurred_at")
         return ctx
+
+    def _refreshed(self, ids: list[UUID | None]) -> bool:
+        """Whether any of these records' copies in this process was behind the store; each such
+        copy is brought up to date. One read per record: only refusals ask."""
+        moved = False
+        for aggregate_id in {i for i in ids if i is not None}:
+            cached = self.cached_or_none(aggregate_id)
+            newer = self.events.get(aggregate_id, gt=cached.version, limit=1) if cached else ()
+            if next(iter(newer), None) is not None:
+                self.get_or_none(aggregate_id)
+                moved = True
+        return moved
+
+    def _check_caller(self, actor_id: UUID | None, api_key: UUID | None) -> None:
+        """Before a stored answer is given again to a request sent with `api_key`: the key is
+        still valid and its user active, on the current records."""
+        if actor_id is None or api_key is None:
+            return
+        user = self.get_or_none(actor_id)
+        if not isinstance(user, User):
+            raise Unauthenticated("auth.invalid_key", "The API key is not valid.")
+        if not user.is_active:
+            raise Forbidden("actor.inactive", "Your user account is inactive.")
+        _still_valid(self.get_or_none(api_key), user)
 
     def _committed(self, command_id: UUID) -> Outcome | None:
         """The outcome of a command whose append already committed (a lost acknowledgment)."""

@@ -172,7 +172,7 @@ def _coalesced(segment: list[Row]) -> list[Row]:
     out: list[Row] = []
     last: dict[tuple[Any, ...], int] = {}
     for row in segment:
-        key = (row.table, *row.key.items())
+        key = (row.table, *sorted(row.key.items()))
         i = last.get(key)
         if i is not None and row.op == "update":
             folded = _fold_update(out[i], row)

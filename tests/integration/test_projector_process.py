@@ -19,6 +19,7 @@ import pytest
 from tests.integration.databases import ROOT, cli_env
 
 ADMIN_KEY = "projector-process-admin-key-0123456789"
+Served = tuple[subprocess.Popen[bytes], str, Path, set[int]]
 
 
 def _free_port() -> int:
@@ -30,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+def serve(tmp_path: Path) -> Iterator[Served]:
     port = _free_port()
     log = tmp_path / "serve.log"
     command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
@@ -44,21 +45,23 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    seen: set[int] = set()  # every projector child, to clean up whatever happens
     try:
         deadline = time.monotonic() + 60
         while "Application startup complete" not in log.read_text():
             assert proc.poll() is None, f"serve exited ({proc.returncode}):\n{log.read_text()}"
             assert time.monotonic() < deadline, f"serve not ready:\n{log.read_text()}"
             time.sleep(0.1)
-        yield proc, base, log
+        yield proc, base, log, seen
     finally:
+        with suppress(psutil.Error):
+            seen |= {p.pid for p in _projectors(proc)}
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for child in psutil.Process().children(recursive=True):
+        for pid in seen:
             with suppress(psutil.Error):
-                if "projector" in child.cmdline():
-                    child.kill()
+                psutil.Process(pid).kill()
 
 
 def _projectors(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -88,17 +91,23 @@ def _register_and_read(client: httpx.Client, name: str) -> None:
     )
     assert created.status_code == 201, created.text
     wanted = {"Ledger-Min-Position": created.headers["Ledger-Position"]}
-    listed = client.get("/users", params={"email": f"{name.lower()}@example.test"}, headers=wanted)
+    deadline = time.monotonic() + 60  # a restarted projector first imports and connects
+    while True:
+        listed = client.get(
+            "/users", params={"email": f"{name.lower()}@example.test"}, headers=wanted
+        )
+        if listed.status_code != 503 or time.monotonic() > deadline:
+            break
+        assert listed.json()["code"] == "view.behind", listed.text
     assert listed.status_code == 200, listed.text
     assert [u["first_name"] for u in listed.json()["items"]] == [name]
 
 
-def test_serve_projects_in_a_child_process_restarts_it_and_stops_it(
-    serve: tuple[subprocess.Popen[bytes], str, Path],
-) -> None:
-    proc, base, log = serve
+def test_serve_projects_in_a_child_process_restarts_it_and_stops_it(serve: Served) -> None:
+    proc, base, log, seen = serve
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     (projector,) = _projectors(proc)
+    seen.add(projector.pid)
     _register_and_read(client, "Ada")
 
     projector.kill()
@@ -110,7 +119,20 @@ def test_serve_projects_in_a_child_process_restarts_it_and_stops_it(
     assert "projector process exited" in log.read_text()
 
     (restarted,) = _projectors(proc)
+    seen.add(restarted.pid)
     client.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) in (0, -signal.SIGTERM), log.read_text()  # uvicorn re-raises
     assert not restarted.is_running() or restarted.status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_projector_stops_by_itself_when_serve_dies(serve: Served) -> None:
+    proc, _base, log, seen = serve
+    (projector,) = _projectors(proc)
+    seen.add(projector.pid)
+    proc.kill()  # no shutdown: the child is on its own
+    proc.wait()
+    try:
+        projector.wait(timeout=20)
+    except psutil.TimeoutExpired:
+        pytest.fail(f"the projector outlived serve:\n{log.read_text()}")

@@ -12,7 +12,14 @@ import pytest
 
 from api.service import Service
 from domain.errors import RuleViolation
-from domain.incident import AcknowledgeIncident, AssignIncident, Incident, OpenIncident
+from domain.incident import (
+    AcknowledgeIncident,
+    AssignIncident,
+    ChangeIncidentStatus,
+    Incident,
+    IncidentStatus,
+    OpenIncident,
+)
 from domain.ledger import IncidentLedger
 from domain.user import DeactivateUser, RegisterUser
 from tests.conftest import admin_id, unique
@@ -90,3 +97,24 @@ def test_reads_for_people_are_current_in_every_worker(
     current = other_worker.find(Incident, number, "incident")
     assert current.version == 2
     assert current.acknowledged_at is not None
+
+
+def test_a_refusal_is_given_only_on_current_records(
+    service: Service, other_worker: IncidentLedger
+) -> None:
+    """The client read version 2 through one worker; the other worker's copy is still at 1. Its
+    refusal (the version moved) would be wrong: the copy is refreshed and the command decided
+    again, so it lands."""
+    manager = _user(service.ledger, admin_id(service), "incident_manager")
+    number = _open(service.ledger, manager)
+    assert other_worker.find(Incident, number, "incident").version == 1  # cached there
+    service.ledger.handle(AcknowledgeIncident(incident=number), manager)
+
+    outcome = other_worker.handle(
+        ChangeIncidentStatus(
+            incident=number, status=IncidentStatus.IN_PROGRESS, expected_version=2
+        ),
+        manager,
+    )
+
+    assert outcome.version == 3
