@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -60,7 +61,19 @@ def start_worker_service(settings: Settings) -> Service:
 def worker_app() -> FastAPI:
     """uvicorn's app factory in each worker of `incident-ledger serve --workers N`: the settings
     come from the environment the parent prepared (DATABASE_URL naming its database)."""
-    return create_app(Settings(), start=start_worker_service)
+    return warm_routes(create_app(Settings(), start=start_worker_service))
+
+
+def warm_routes(app: FastAPI) -> FastAPI:
+    """Build every route's request handling now. FastAPI builds an included router's routes
+    on the first request that reaches it, in the event loop (about half a second here): `serve`
+    pays that before it listens, not the first requests."""
+    routers: list[Any] = list(app.router.routes)
+    while routers:
+        build = getattr(routers.pop(), "effective_candidates", None)  # FastAPI's included router
+        if callable(build):
+            routers.extend(build())
+    return app
 
 
 def create_app(

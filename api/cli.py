@@ -44,7 +44,7 @@ def _where(settings: Settings, db: Database) -> str:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app, start_service
+    from api.app import create_app, start_service, warm_routes
 
     settings = _settings(args)
     workers = args.workers or 1
@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
             # which ends this process before any `finally` here.
             service.on_close.append(supervisor.stop)
         if workers == 1:
-            app = create_app(settings, service=service, close_service=True)
+            app = warm_routes(create_app(settings, service=service, close_service=True))
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
             return 0
         os.environ.update(environment)
