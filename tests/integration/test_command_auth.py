@@ -38,11 +38,12 @@ def _key(service: Service, holder: UUID) -> tuple[str, UUID]:
     return secret, ApiKey.create_id(key_hash=hash_key(secret))
 
 
-def _note(client: TestClient, number: str, secret: str) -> Any:
+def _note(client: TestClient, number: str, secret: str, key: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {secret}"} | ({"Idempotency-Key": key} if key else {})
     return client.post(
         f"/incidents/{number}/work-notes",
         json={"note_type": "progress_update", "note_text": "still here"},
-        headers={"Authorization": f"Bearer {secret}"},
+        headers=headers,
     )
 
 
@@ -50,12 +51,18 @@ def _events(service: Service) -> int:
     return service.ledger.recorder.max_notification_id() or 0  # type: ignore[attr-defined]
 
 
-def test_a_key_revoked_in_another_worker_refuses_the_next_command(
-    service: Service, client: TestClient, other_worker: IncidentLedger
-) -> None:
+def _manager_with_key(service: Service) -> tuple[UUID, str, str, UUID]:
+    """A manager, an incident of theirs, and a key: (manager, number, secret, key id)."""
     manager = user(service)
     number = open_incident(service, manager)
     secret, key_id = _key(service, manager)
+    return manager, number, secret, key_id
+
+
+def test_a_key_revoked_in_another_worker_refuses_the_next_command(
+    service: Service, client: TestClient, other_worker: IncidentLedger
+) -> None:
+    manager, number, secret, key_id = _manager_with_key(service)
     assert _note(client, number, secret).status_code == 201  # this worker now holds copies
 
     other_worker.handle(RevokeApiKey(user=manager, api_key=key_id), admin_id(service))
@@ -67,36 +74,26 @@ def test_a_key_revoked_in_another_worker_refuses_the_next_command(
     assert _events(service) == head
 
 
-def _keyed_note(client: TestClient, number: str, secret: str, key: str) -> Any:
-    return client.post(
-        f"/incidents/{number}/work-notes",
-        json={"note_type": "progress_update", "note_text": "keyed"},
-        headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": key},
-    )
-
-
 def test_a_revoked_key_gets_no_replay_and_its_refusal_is_not_the_keys_answer(
     service: Service, client: TestClient, other_worker: IncidentLedger
 ) -> None:
-    manager = user(service)
-    number = open_incident(service, manager)
-    secret, key_id = _key(service, manager)
-    first = _keyed_note(client, number, secret, "note-1")
+    manager, number, secret, key_id = _manager_with_key(service)
+    first = _note(client, number, secret, "note-1")
     assert first.status_code == 201, first.text
-    assert _keyed_note(client, number, secret, "note-2").status_code == 201
-    assert _keyed_note(client, number, secret, "note-1").headers["Idempotent-Replayed"] == "true"
+    assert _note(client, number, secret, "note-2").status_code == 201
+    assert _note(client, number, secret, "note-1").headers["Idempotent-Replayed"] == "true"
 
     other_worker.handle(RevokeApiKey(user=manager, api_key=key_id), admin_id(service))
     head = _events(service)
-    replay = _keyed_note(client, number, secret, "note-1")  # a stored answer: not for this key
-    refused = _keyed_note(client, number, secret, "note-3")  # a new request under a new key
+    replay = _note(client, number, secret, "note-1")  # a stored answer: not for this key
+    refused = _note(client, number, secret, "note-3")  # a new request under a new key
     assert (replay.status_code, replay.json()["code"]) == (401, "auth.invalid_key")
     assert (refused.status_code, refused.json()["code"]) == (401, "auth.invalid_key")
     assert _events(service) == head
 
     # With a valid key, the same Idempotency-Key is a new request, not the 401 again.
     fresh, _ = _key(service, manager)
-    again = _keyed_note(client, number, fresh, "note-3")
+    again = _note(client, number, fresh, "note-3")
     assert again.status_code == 201, again.text
     assert "Idempotent-Replayed" not in again.headers
 

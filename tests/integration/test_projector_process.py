@@ -17,17 +17,10 @@ import psutil
 import pytest
 
 from tests.integration.databases import ROOT, cli_env
+from tests.integration.test_workers import _free_port
 
 ADMIN_KEY = "projector-process-admin-key-0123456789"
 Served = tuple[subprocess.Popen[bytes], str, Path, set[int]]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
