@@ -53,6 +53,19 @@ class MetricFilters:
             )
         return " AND ".join(conditions)
 
+    def incidents(self, dims: Sequence[str], select: str) -> str:
+        """`SELECT {select} FROM sla_incident i`, with the CIs (`l`) and the pairs (`p`, only the
+        filtered client's) joined that the groupings `dims` need (each incident then once per
+        joined row)."""
+        joins = {DIMENSIONS[d][1] for d in dims} - {None}
+        sql = f"SELECT {select} FROM sla_incident i"
+        if "pair" in joins:
+            only = " AND p.client_id = %(client_id)s" if self.client_id else ""
+            sql += f" LEFT JOIN sla_clock p ON p.incident_id = i.id{only}"
+        if "ci" in joins:
+            sql += " LEFT JOIN sla_link l ON l.incident_id = i.id"
+        return sql
+
     @property
     def params(self) -> dict[str, Any]:
         return {

@@ -82,12 +82,7 @@ def _figures_rows(
     keys = keys_of(dims, "i")
     members = ", ".join(f"{k} AS g{n}" for n, k in enumerate(keys))
     listed = ", ".join(f"m.g{n}" for n in range(len(keys)))
-    sql = f"SELECT DISTINCT i.id, {members} FROM sla_incident i"
-    if "pair" in joins:
-        only = " AND p.client_id = %(client_id)s" if filters.client_id else ""
-        sql += f" LEFT JOIN sla_clock p ON p.incident_id = i.id{only}"
-    if "ci" in joins:
-        sql += " LEFT JOIN sla_link l ON l.incident_id = i.id"
+    sql = filters.incidents(dims, f"DISTINCT i.id, {members}")
     curs.execute(
         f"""WITH m AS ({sql} WHERE {filters.where("i")})
             SELECT {listed}, false AS overall, {FIGURES}

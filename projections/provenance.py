@@ -28,12 +28,7 @@ def attach(
     joins = {DIMENSIONS[d][1] for d in dims} - {None}
     keys = keys_of(dims, "i")
     columns = "".join(f"{k} AS g{n}, " for n, k in enumerate(keys))
-    sql = f"SELECT {'DISTINCT ' if joins else ''}{columns}i.* FROM sla_incident i"
-    if "pair" in joins:
-        only = " AND p.client_id = %(client_id)s" if filters.client_id else ""
-        sql += f" LEFT JOIN sla_clock p ON p.incident_id = i.id{only}"
-    if "ci" in joins:
-        sql += " LEFT JOIN sla_link l ON l.incident_id = i.id"
+    sql = filters.incidents(dims, f"{'DISTINCT ' if joins else ''}{columns}i.*")
     curs.execute(
         f"{sql} WHERE {filters.where('i')} ORDER BY i.detection_time, i.number", filters.params
     )
