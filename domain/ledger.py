@@ -252,10 +252,9 @@ class IncidentLedger(Application[UUID]):
         moved = False
         for aggregate_id in {i for i in ids if i is not None}:
             cached = self.cached_or_none(aggregate_id)
-            newer = self.events.get(aggregate_id, gt=cached.version, limit=1) if cached else ()
-            if next(iter(newer), None) is not None:
-                self.get_or_none(aggregate_id)
-                moved = True
+            if cached is not None:  # (a record read from the store just now is current)
+                current = self.get_or_none(aggregate_id)
+                moved |= current is not None and current.version != cached.version
         return moved
 
     def _check_caller(self, actor_id: UUID | None, api_key: UUID | None) -> None:
