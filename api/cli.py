@@ -32,6 +32,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["host"] = args.host
     if getattr(args, "port", None):
         overrides["port"] = args.port
+    if getattr(args, "processes", None):
+        overrides["rebuild_processes"] = args.processes
     return Settings(**overrides)
 
 
@@ -190,8 +192,24 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(view: str, n: int) -> None:
-    print(f"  {view}: {n} events", flush=True)
+class _Progress:
+    """A rebuild's progress: every view's events folded, a line every few seconds."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.folded: dict[str, int] = {}
+        self.shown = time.monotonic()
+
+    def __call__(self, view: str, n: int) -> None:
+        self.folded[view] = n
+        if time.monotonic() - self.shown >= self.every:
+            self.show()
+
+    def show(self) -> None:
+        self.shown = time.monotonic()
+        if self.folded:
+            views = ", ".join(f"{view} {n:,}" for view, n in self.folded.items())
+            print(f"  events folded: {views}", flush=True)
 
 
 def projections(args: argparse.Namespace) -> int:
@@ -215,7 +233,9 @@ def projections(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             print("rebuilding projections from the first event into new tables ...", flush=True)
             try:
-                total = service.rebuild(progress=_progress)
+                progress = _Progress()
+                total = service.rebuild(progress=progress)
+                progress.show()
             except RebuildFailed as failed:
                 print(f"rebuild stopped, the live views are unchanged: {failed}", flush=True)
                 return 1
@@ -311,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["rebuild", "status"],
         help="rebuild: refold into new tables and swap them in; status: each view's position, "
         "lag and failure",
+    )
+    p.add_argument(
+        "--processes",
+        type=_workers,
+        metavar="N",
+        help="rebuild: fold a large ledger (10,000 events or more) in N processes, each taking a "
+        "share of the views (default: INCIDENT_LEDGER_REBUILD_PROCESSES, or one per CPU)",
     )
     p = add(
         "projector",

@@ -4,6 +4,7 @@ administrator, wired once."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow, dict_row
 
@@ -35,6 +37,7 @@ from domain.sla_policy import RecordDefaultSLAPolicy, SLAPolicy
 from domain.user import EmailIndex
 from projections.postgres import Projections
 from projections.projector import Projector
+from projections.rebuild import Workers
 
 log = logging.getLogger("incident_ledger.service")
 ADMIN_EMAIL = "admin@incident-ledger.local"
@@ -217,13 +220,27 @@ class Service:
         with self.reader.reading(view) as (curs, position):
             yield curs, position
 
-    def rebuild(self, progress: Callable[[str, int], None] | None = None) -> int:
-        """Rebuild the views into shadow tables and swap them in, as the tables' owner."""
+    def rebuild(
+        self, progress: Callable[[str, int], None] | None = None, workers: Workers | None = None
+    ) -> int:
+        """Rebuild the views into shadow tables and swap them in, as the tables' owner, in as
+        many processes as `workers` (default: `rebuild_workers()`) say."""
 
         def connect() -> psycopg.Connection[DictRow]:
             return psycopg.Connection.connect(**self.db.conninfo(), row_factory=dict_row)
 
-        return self.projections.rebuild(connect, progress)
+        return self.projections.rebuild(connect, progress, workers or self.rebuild_workers())
+
+    def rebuild_workers(self) -> Workers:
+        """How other processes may share a rebuild: they read the events as the projector does
+        and write the shadow tables as their owner; `rebuild_processes` of them, or one per CPU."""
+        app = self.projections.app
+        return Workers(
+            app_topic=get_topic(type(app)),
+            env=dict(app.env),
+            conninfo=self.db.conninfo(),
+            processes=self.settings.rebuild_processes or os.cpu_count() or 1,
+        )
 
     def bootstrap_admin(self) -> tuple[UUID, str | None]:
         """Create the first administrator and its key once, in one append; returns the admin's

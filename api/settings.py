@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     projector_retry_seconds: float = Field(
         default=30.0, gt=0, description="A view that failed on an event is retried this often."
     )
+    rebuild_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Processes a rebuild of a large ledger folds the views in, each taking a "
+        "share of the views; 0: one per CPU, at most one per view.",
+    )
     read_wait_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -8,7 +8,7 @@ Measures, in one run and on one database:
       same commands through `Service.execute` while its projector thread keeps the views current;
   (c) the same commands over HTTP against `incident-ledger serve` (a subprocess, projector thread
       on) with concurrent clients: the views' lag and the server's memory meanwhile; then again
-      against `serve --workers 2` (c_w2);
+      against `serve --workers 2` (c_w2) and `serve --workers 4` (c_w4);
   (d) the projection rebuild (`Service.rebuild`) over at least --rebuild-events stored events;
   (e) what analysts run (bench/analytics.py): the SLA breach query and the MTTx query over
       --analytics-incidents incidents, each against one plain SQL aggregate over the same rows;
@@ -85,7 +85,7 @@ REBUILD_MIN_EVENTS_PER_S = 20_000.0
 QUERY_MAX_RATIO = 3.0  # sla_query_ratio, mttx_query_ratio
 LAG_P99_MAX_MS = 200.0
 RSS_MAX_MB = 400.0
-SERVER_WORKERS = 2  # c_w2
+SERVER_WORKERS = (2, 4)  # c_w2, c_w4
 
 FULL = {
     "baseline_inserts": 10_000,
@@ -105,8 +105,8 @@ QUICK = {
 }
 SUMMARY_KEYS = (
     "a", "a_p99_ms", "a_batch", "b", "b_ratio", "c", "c_p50_ms", "c_p99_ms", "c_ratio",
-    "c_w2", "c_w2_p99_ms", "d", "d_ratio", "lag_p99_ms", "rss_mb", "sla_query_ratio",
-    "mttx_query_ratio",
+    "c_w2", "c_w2_p99_ms", "c_w4", "c_w4_p99_ms", "d", "d_ratio", "lag_p99_ms", "rss_mb",
+    "sla_query_ratio", "mttx_query_ratio",
 )  # fmt: skip
 """The figures `--json` writes at the top level, each a number (null if not measured)."""
 
@@ -231,7 +231,7 @@ def render_summary(summary: dict[str, float | None], targets: list[Target]) -> s
 
 
 def summarise(
-    figures: dict[str, float], http: HttpRun | None, http_w2: HttpRun | None
+    figures: dict[str, float], http: HttpRun | None, workers: dict[int, HttpRun]
 ) -> dict[str, float | None]:
     """The summary keys from the figures of this run (None where a phase did not run)."""
     a, a_batch, b, d = (figures.get(k) for k in ("a", "a_batch", "b", "d"))
@@ -249,8 +249,11 @@ def summarise(
         "c_p50_ms": http.p50_ms if http else None,
         "c_p99_ms": http.p99_ms if http else None,
         "c_ratio": ratio(http.rate, a) if http else None,
-        "c_w2": http_w2.rate if http_w2 else None,
-        "c_w2_p99_ms": http_w2.p99_ms if http_w2 else None,
+        **{f"c_w{n}": run.rate if (run := workers.get(n)) else None for n in SERVER_WORKERS},
+        **{
+            f"c_w{n}_p99_ms": run.p99_ms if (run := workers.get(n)) else None
+            for n in SERVER_WORKERS
+        },
         "d": d,
         "d_ratio": ratio(d, a_batch),
         "lag_p99_ms": http.lag_p99_ms if http else None,
@@ -261,7 +264,7 @@ def summarise(
 
 
 def check_targets(
-    s: dict[str, float | None], http: HttpRun | None, http_w2: HttpRun | None
+    s: dict[str, float | None], http: HttpRun | None, workers: dict[int, HttpRun]
 ) -> list[Target]:
     def at_least(key: str, bound: float) -> bool | None:
         value = s.get(key)
@@ -277,7 +280,7 @@ def check_targets(
     c_p99, a_p99 = s.get("c_p99_ms"), s.get("a_p99_ms")
     p99_ok = None if c_p99 is None or a_p99 is None else c_p99 <= HTTP_P99_MAX_MULTIPLE * a_p99
     c, c_w2 = s.get("c"), s.get("c_w2")
-    no_errors = (http is None or http.errors == 0) and (http_w2 is None or http_w2.errors == 0)
+    no_errors = all(run.errors == 0 for run in (http, *workers.values()) if run is not None)
     return [
         Target(
             "b_ratio",
@@ -437,7 +440,8 @@ class Bench:
         self.values: dict[str, float] = {}
         """Each figure's value by key (the summary is computed from these)."""
         self.http: HttpRun | None = None
-        self.http_w2: HttpRun | None = None
+        self.http_workers: dict[int, HttpRun] = {}
+        """(c) again against `serve --workers N`, by N."""
         self.baseline_rate = 0.0
         self.baseline_p50_ms = 0.0
         self.baseline_p99_ms = 0.0
@@ -1062,14 +1066,15 @@ class Bench:
             self.in_process(a.commands, inline_projections=True)
         self.http = self.over_http(a.http_commands, a.clients)
         if not a.no_workers:
-            self.http_w2 = self.over_http(a.http_commands, a.clients, workers=SERVER_WORKERS)
+            for n in SERVER_WORKERS:
+                self.http_workers[n] = self.over_http(a.http_commands, a.clients, workers=n)
         self.rebuild(a.rebuild_events)
         if not a.no_analytics:
             self.analytics(a.analytics_incidents)
 
     def summary(self) -> tuple[dict[str, float | None], list[Target]]:
-        summary = summarise(self.values, self.http, self.http_w2)
-        return summary, check_targets(summary, self.http, self.http_w2)
+        summary = summarise(self.values, self.http, self.http_workers)
+        return summary, check_targets(summary, self.http, self.http_workers)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1078,9 +1083,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark incident-ledger on one fresh embedded PostgreSQL: (a) raw "
         "single-row INSERT+COMMIT baseline and (a_batch) 500-row INSERTs per commit, (b) "
         "in-process command throughput, (c) HTTP throughput, latency, views' lag and server "
-        "memory with concurrent clients against `incident-ledger serve`, then (c_w2) against "
-        "`serve --workers 2`, (d) projection rebuild speed. Prints the figures and a table of "
-        "the summary keys with the targets; --json writes them.",
+        "memory with concurrent clients against `incident-ledger serve`, then (c_w2, c_w4) "
+        "against `serve --workers 2` and `--workers 4`, (d) projection rebuild speed (in a "
+        "process per share of the views, as `incident-ledger projections rebuild`). Prints the "
+        "figures and a table of the summary keys with the targets; --json writes them.",
     )
     parser.add_argument(
         "--quick",
@@ -1107,7 +1113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--http-commands",
         type=int,
-        help="(c) and (c_w2) HTTP commands over all clients, same mix "
+        help="(c), (c_w2) and (c_w4) HTTP commands over all clients, same mix "
         f"(default {FULL['http_commands']:,})",
     )
     parser.add_argument(
@@ -1131,7 +1137,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["subprocess", "thread"],
         default="subprocess",
         help="(c) run `incident-ledger serve` as a subprocess (default) or uvicorn in a thread "
-        "of this process (no rss_mb then); (c_w2) is always a subprocess",
+        "of this process (no rss_mb then); (c_w2) and (c_w4) are always a subprocess",
     )
     parser.add_argument(
         "--projector",
@@ -1147,7 +1153,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip (b+proj): the in-process commands again with the projector thread running",
     )
     parser.add_argument(
-        "--no-workers", action="store_true", help="skip (c_w2): `serve --workers 2`"
+        "--no-workers",
+        action="store_true",
+        help="skip (c_w2) and (c_w4): `serve --workers 2` and `--workers 4`",
     )
     parser.add_argument(
         "--data-dir",

@@ -4,6 +4,7 @@ older event versions (`class_version` and `upcast_vN_vN+1` on the event class)."
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, cast
 
@@ -11,6 +12,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 
 class JSONTranscoder(Transcoder):
@@ -20,7 +22,18 @@ class JSONTranscoder(Transcoder):
         return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> Any:
-        return json.loads(data)
+        # pydantic-core's parser (jiter): the same values as json.loads, about 3x faster; the
+        # standard parser for what it refuses (an escaped lone surrogate, which we never write).
+        try:
+            return from_json(data)
+        except ValueError:
+            return json.loads(data)
+
+
+@functools.cache
+def _class_version(cls: type) -> int:
+    """The event class's version (a miss on a pydantic class costs a slow metaclass lookup)."""
+    return int(getattr(cls, "class_version", 1))
 
 
 class PydanticMapper(Mapper[Any]):
@@ -59,7 +72,7 @@ class PydanticMapper(Mapper[Any]):
                 f"{stored_event.originator_id} v{stored_event.originator_version}: {exc}"
             ) from exc
         from_version = state.pop("class_version", 1)
-        while from_version < getattr(cls, "class_version", 1):
+        while from_version < _class_version(cls):
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
         state["originator_id"] = stored_event.originator_id

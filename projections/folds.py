@@ -16,6 +16,7 @@ from domain.user import User
 BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
 SECRET_FIELDS = {"key_hash"}
 """Never shown in any view or export, although stored in the event."""
+HIDDEN_FIELDS = BASE_FIELDS | SECRET_FIELDS
 INCIDENT_COLUMNS = (
     "number", "title", "description", "category", "severity", "impact", "urgency",
     "reported_by", "assigned_to", "detection_time",
@@ -79,8 +80,7 @@ class Row:
 
 def payload(event: DomainEvent) -> dict[str, Any]:
     """The event's own fields, JSON-ready (enums and UUIDs as strings)."""
-    hidden = BASE_FIELDS | SECRET_FIELDS
-    return {k: v for k, v in event.model_dump(mode="json").items() if k not in hidden}
+    return event.model_dump(mode="json", exclude=HIDDEN_FIELDS)  # excluded before serialising
 
 
 def event_name(event: BaseModel) -> str:
@@ -236,14 +236,15 @@ def link_rows(event: DomainEvent) -> list[Row]:
     roots: list[Any] = []
     if event_name(event).partition(".")[0] in ROOTS:
         roots.append(record)
-    roots += [getattr(event, name, None) for name in LINKS]
+    fields = type(event).model_fields  # a missing attribute costs pydantic a slow lookup
+    roots += [getattr(event, name) for name in LINKS if name in fields]
     rows = [
         Row("timeline_links", {"record_id": record, "root_id": root}, op="upsert")
         for root in dict.fromkeys(roots)
         if root is not None
     ]
     for name in REFERENCES:
-        source = getattr(event, name, None)
+        source = getattr(event, name) if name in fields else None
         if source is not None:
             rows.append(
                 Row(

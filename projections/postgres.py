@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from eventsourcing.application import Application
@@ -25,6 +25,9 @@ from projections import failures
 from projections.failures import TRANSIENT, Failure
 from projections.views import PAGE, VIEWS, Decoded, LedgerView, decode
 from projections.waiting import Positions
+
+if TYPE_CHECKING:
+    from projections.rebuild import Workers
 
 log = logging.getLogger("incident_ledger.projections")
 CREATE_LOCK = 74202  # serialises `CREATE TABLE IF NOT EXISTS` of concurrent migrations
@@ -303,9 +306,11 @@ class Projections:
         self,
         connect: Callable[[], psycopg.Connection[DictRow]],
         progress: Callable[[str, int], None] | None = None,
+        workers: Workers | None = None,
     ) -> int:
         """Rebuild every view into shadow tables and swap them in (projections/rebuild.py).
-        `connect` opens a connection (rows as dicts) as the owner of the view tables."""
+        `connect` opens a connection (rows as dicts) as the owner of the view tables; `workers`
+        says how other processes may share the folding."""
         from projections.rebuild import rebuild
 
-        return rebuild(self, connect, progress)
+        return rebuild(self, connect, progress, workers)

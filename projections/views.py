@@ -105,6 +105,9 @@ class LedgerView(PostgresTrackingRecorder):
     ddl: ClassVar[list[str]]
     tables: ClassVar[tuple[str, ...]]
     """In the order readers lock them (a rebuild's swap takes its locks in this order)."""
+    cost: ClassVar[int] = 1
+    """Its share of the work of folding and writing a page, relative to the others: how a
+    parallel rebuild shares the views out between processes (projections/rebuild.py)."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
@@ -141,6 +144,7 @@ class TimelineView(LedgerView):
     name = "timeline"
     ddl = TIMELINE_DDL
     tables = ("timeline_entry", "timeline_links", "timeline_actor")
+    cost = 3  # an entry for every event, with its changes as JSON (a profile of a rebuild)
 
     def fold(self, event: DomainEvent, notification_id: int) -> list[Row]:
         return timeline_rows(event, notification_id)

@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psutil
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 from fastapi.testclient import TestClient
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
@@ -37,10 +44,12 @@ from domain.incident import (
     OpenIncident,
     UpdateIncidentDetails,
 )
+from domain.mapper import PydanticMapper
 from domain.severity import SeverityAssessment
 from domain.user import DeactivateUser, RegisterUser, UpdateUser
 from domain.work_note import AddWorkNote, NoteType, UpdateWorkNote
 from projections import rebuild as rebuild_module
+from projections.rebuild import RebuildFailed, Workers
 from projections.views import PAGE, LedgerView
 from tests.conftest import Actor, admin_id
 
@@ -232,6 +241,9 @@ def test_cli_rebuild_reproduces_views_when_server_already_runs(
     assert code == 0
     out = capsys.readouterr().out
     assert "rebuilt:" in out
+    folded = [line for line in out.splitlines() if line.startswith("  events folded: ")]
+    assert folded, out
+    assert all(f" {view.name} " in folded[-1] for view in service.projections.views)
     assert "(0 behind)" in out
     assert differences(live, snapshot(database)) == {}
     # the session's service still works on the same server afterwards
@@ -361,3 +373,148 @@ def test_rebuild_never_shows_readers_fewer_entries_when_run_under_reads_and_writ
     gained = [row["notification_id"] for row in after["timeline_entry"]]
     assert sorted(set(gained) - {r["notification_id"] for r in before["timeline_entry"]}) == written
     assert service.health()["status"] == "ok"
+
+
+# --- a rebuild shared out between processes ---------------------------------------------------
+
+POISON_NOTE = "a note the other rebuild process cannot read"
+
+
+class PoisonMapper(PydanticMapper):
+    """Reads every event as the ledger's mapper does, except a work note saying POISON_NOTE: a
+    mapper only the other process of a rebuild uses (named in its environment), as a bug in
+    code that only it ran would."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        event = super().to_domain_event(stored_event)
+        if getattr(event, "note_text", None) == POISON_NOTE:
+            raise ValueError("this process cannot read the poisoned note")
+        return event
+
+
+def in_two_processes(service: Service, **changes: Any) -> Workers:
+    """Two processes whatever the ledger's size or the machine's CPUs."""
+    return replace(service.rebuild_workers(), processes=2, min_events=0, **changes)
+
+
+def shadow_tables(database: Database) -> list[str]:
+    with psycopg.connect(**database.conninfo()) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%\\_\\_new'")
+        return [row[0] for row in rows.fetchall()]
+
+
+def rebuild_processes() -> list[psutil.Process]:
+    children = psutil.Process().children(recursive=True)
+    return [p for p in children if "projections.rebuild" in " ".join(p.cmdline())]
+
+
+def test_rebuild_in_two_processes_reproduces_views(
+    service: Service,
+    database: Database,
+    activity: Activity,
+    caplog: pytest.LogCaptureFixture,
+    event_count: Callable[[], int],
+) -> None:
+    service.project()
+    live = snapshot(database)
+    folded: dict[str, int] = {}
+
+    with caplog.at_level(logging.INFO, logger="incident_ledger.projections"):
+        total = service.rebuild(
+            progress=lambda view, n: folded.__setitem__(view, n),
+            workers=in_two_processes(service),
+        )
+
+    assert "in 2 processes" in caplog.text
+    assert differences(live, snapshot(database)) == {}
+    views = service.projections.views
+    assert set(folded) == {view.name for view in views}
+    events = event_count()
+    assert all(n == events for n in folded.values())  # the other process's progress, relayed
+    assert total == events * len(views)
+    assert all(lag["events_behind"] == 0 for lag in service.projections.lag())
+    assert shadow_tables(database) == []
+    assert rebuild_processes() == []
+
+
+def test_rebuild_stops_and_keeps_live_views_when_other_process_cannot_read_an_event(
+    service: Service, database: Database, activity: Activity
+) -> None:
+    bad = run(
+        service,
+        AddWorkNote(
+            incident=str(activity.open_incident),
+            note_type=NoteType.TROUBLESHOOTING,
+            note_text=POISON_NOTE,
+        ),
+        activity.manager,
+    )
+    service.project()
+    live = snapshot(database)
+    workers = in_two_processes(service)
+    poisoned = replace(workers, env={**workers.env, "MAPPER_TOPIC": get_topic(PoisonMapper)})
+
+    with pytest.raises(RebuildFailed) as failed:
+        service.rebuild(workers=poisoned)
+
+    failure = failed.value.failure
+    assert (failure.originator_id, failure.originator_version) == (str(bad), 1)
+    assert failure.topic.endswith("WorkNote.Added")
+    assert "cannot read the poisoned note" in failure.reason
+    assert failure.view != "timeline"  # a view of the other process's share
+    assert differences(live, snapshot(database)) == {}
+    assert shadow_tables(database) == []
+    assert rebuild_processes() == []
+    service.rebuild(workers=workers)  # the same rebuild with the ledger's own mapper
+    assert differences(live, snapshot(database)) == {}
+
+
+def test_rebuild_says_why_when_other_process_cannot_start(
+    service: Service, database: Database, activity: Activity
+) -> None:
+    service.project()
+    live = snapshot(database)
+
+    with pytest.raises(RuntimeError, match=r"rebuild process .* failed: .*no_such_module"):
+        service.rebuild(workers=in_two_processes(service, app_topic="no_such_module:Ledger"))
+
+    assert differences(live, snapshot(database)) == {}
+    assert shadow_tables(database) == []
+    assert rebuild_processes() == []
+
+
+def test_rebuild_process_stops_when_its_rebuild_is_gone(
+    service: Service, database: Database, activity: Activity, event_count: Callable[[], int]
+) -> None:
+    note = AddWorkNote(
+        incident=str(activity.open_incident), note_type=NoteType.PROGRESS_UPDATE, note_text="n"
+    )
+    while event_count() < 3 * PAGE:
+        service.ledger.handle(note, activity.manager)
+    views = service.projections.views
+    with psycopg.connect(**database.conninfo(), autocommit=True, row_factory=dict_row) as conn:
+        rebuild_module._create_shadows(conn, views)
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "projections.rebuild"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert child.stdin is not None
+            assert child.stdout is not None
+            assert child.stderr is not None
+            head = service.projections.status()[0]
+            with child.stdin:
+                pickle.dump((service.rebuild_workers(), ["timeline"], head), child.stdin)
+            child.stdout.close()  # the rebuild that started it is gone: nobody reads its answers
+            child.wait(timeout=60)
+            err = child.stderr.read()
+            entries = conn.execute("SELECT count(*) AS n FROM timeline_entry__new").fetchone()
+        finally:
+            rebuild_module._drop_shadows(conn, views)
+
+    assert child.returncode == 1
+    assert b"the rebuild that started it is gone" in err
+    assert entries is not None
+    assert entries["n"] == PAGE  # it stopped after the first page it could not report
