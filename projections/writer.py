@@ -27,27 +27,25 @@ _statements: dict[Shape, str] = {}
 
 
 _KINDS: dict[type, str] = {Increment: "increment", Append: "append", Merge: "merge"}
-
-
-def _kind(value: Any) -> Hashable:
-    kind = type(value)
-    if kind is Lookup:
-        return ("lookup", value.table, value.expression)
-    return _KINDS.get(kind)
+_kind_of = {**_KINDS, Lookup: "lookup"}.get
+_JSON = (dict, list)
 
 
 def shape(row: Row, suffix: str = "") -> Shape:
-    """What the statement of a row depends on (not its values)."""
-    return (
-        row.table + suffix,
-        row.op,
-        tuple(row.key),
-        tuple((column, _kind(value)) for column, value in row.values.items()),
-    )
+    """What the statement of a row depends on (not its values): its table, operation, key
+    columns, value columns and the kind of each value (None for a plain one)."""
+    values = row.values.values()
+    kinds: tuple[Hashable, ...] = tuple(map(_kind_of, map(type, values)))  # no Python loop
+    if "lookup" in kinds:
+        kinds = tuple(
+            (v.table, v.expression) if type(v) is Lookup else kind
+            for kind, v in zip(kinds, values, strict=True)
+        )
+    return (row.table + suffix, row.op, tuple(row.key), tuple(row.values), kinds)
 
 
 def _adapt(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict | list) else value
+    return Jsonb(value) if isinstance(value, _JSON) else value
 
 
 def params(row: Row) -> list[Any]:
@@ -210,7 +208,11 @@ def _segments(rows: Sequence[Row]) -> list[list[Row]]:
     written: set[str] = set()
     looked_up: set[str] = set()
     for row in rows:
-        reads = {v.table for v in row.values.values() if isinstance(v, Lookup)}
+        reads = (
+            {v.table for v in row.values.values() if type(v) is Lookup}
+            if Lookup in map(type, row.values.values())
+            else set()
+        )
         if row.op == "inherit":
             reads.add(row.table)
         if row.table in looked_up or reads & written:
@@ -243,15 +245,47 @@ def _send(curs: Cursor[DictRow], group: list[Row], suffix: str) -> None:
         for row in group:
             curs.execute(sql, params(row), prepare=True)
         return
-    columns = zip(*(params(row) for row in group), strict=True)
-    curs.execute(batched, [_array(column) for column in columns], prepare=True)
+    curs.execute(batched, _columns(group), prepare=True)
 
 
-def _array(values: tuple[Any, ...]) -> list[Any]:
-    """One column's values as a list psycopg dumps as one array: all of one type (or None)."""
-    kinds = {type(v) for v in values if v is not None}
+def _columns(group: list[Row]) -> list[list[Any]]:
+    """The parameters of a group of rows of one shape, as one array per placeholder of its
+    batched statement (the order of `params`), built column by column."""
+    first = group[0]
+    keys = [row.key for row in group]
+    values = [row.values for row in group]
+    key_columns = [[key[name] for key in keys] for name in first.key]
+    if first.op == "delete":
+        return [_array(column) for column in key_columns]
+    value_columns = []
+    for name, sample in first.values.items():
+        column = [value[name] for value in values]
+        kind = type(sample)  # one kind per column in a shape
+        if kind is Lookup:
+            column = [v.key for v in column]
+        elif kind is Increment:
+            column = [v.by for v in column]
+        elif kind is Append:
+            column = [v.item for v in column]
+        elif kind is Merge:
+            column = [Jsonb(v.item) for v in column]
+        value_columns.append(_array(column))
+    key_arrays = [_array(column) for column in key_columns]
+    if first.op == "update":
+        return value_columns + key_arrays
+    return key_arrays + value_columns
+
+
+def _array(values: list[Any]) -> list[Any]:
+    """One column's values as a list psycopg dumps as one array: all of one type (or None),
+    JSON values as Jsonb."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if dict in kinds or list in kinds:
+        values = [Jsonb(v) if type(v) in _JSON else v for v in values]
+        kinds = {Jsonb if kind in _JSON else kind for kind in kinds}
     if len(kinds) <= 1:
-        return list(values)
+        return values
     if Jsonb in kinds:
         return [v if v is None or isinstance(v, Jsonb) else Jsonb(v) for v in values]
     return [None if v is None else str(v) for v in values]  # PostgreSQL casts the text

@@ -3,8 +3,21 @@ keep their order, and a Lookup sees exactly the writes that came before it."""
 
 from __future__ import annotations
 
+import pytest
+from psycopg.types.json import Jsonb
+
 from projections.folds import Append, Increment, Lookup, Merge, Row
-from projections.writer import _coalesced, _groups, _segments, render, shape, statement
+from projections.writer import (
+    _array,
+    _coalesced,
+    _columns,
+    _groups,
+    _segments,
+    params,
+    render,
+    shape,
+    statement,
+)
 
 
 def _entry(n: int, actor: str) -> Row:
@@ -105,4 +118,58 @@ def test_an_update_the_earlier_write_cannot_absorb_stays_and_keeps_its_place() -
         rows[5],
         rows[6],
         rows[7],
+    ]
+
+
+def _json(value: object) -> object:
+    return ("jsonb", value.obj) if isinstance(value, Jsonb) else value
+
+
+GROUPS = {
+    "insert with lookups and JSON": [
+        Row(
+            "timeline_entry",
+            {"notification_id": n},
+            {
+                "actor_name": Lookup("timeline_actor", "first_name", f"actor-{n}"),
+                "changes": {"status": [None, "open"]} if n % 2 else None,
+                "source": "api",
+            },
+            op="insert",
+        )
+        for n in range(3)
+    ],
+    "upsert": [
+        Row("user_view", {"id": n}, {"first_name": f"Ann {n}", "client_id": None}, op="upsert")
+        for n in range(3)
+    ],
+    "update of every kind": [
+        Row(
+            "incident_view",
+            {"id": n},
+            {
+                "reopen_count": Increment(n),
+                "ci_ids": Append(f"ci-{n}"),
+                "fields": Merge({"title": f"t{n}"}),
+                "status": "resolved" if n else None,
+            },
+        )
+        for n in range(3)
+    ],
+    "delete": [Row("ci_client", {"ci_id": n, "client_id": n + 1}, op="delete") for n in range(3)],
+    "mixed plain types": [
+        Row("record_view", {"id": n}, {"number": n if n % 2 else f"N{n}"}) for n in range(3)
+    ],
+}
+
+
+@pytest.mark.parametrize("group", GROUPS.values(), ids=GROUPS.keys())
+def test_columns_of_a_group_are_the_rows_parameters_column_by_column(group: list[Row]) -> None:
+    assert len({shape(row) for row in group}) == 1
+    by_row = [_array(list(column)) for column in zip(*(params(row) for row in group), strict=True)]
+
+    by_column = _columns(group)
+
+    assert [[_json(v) for v in column] for column in by_column] == [
+        [_json(v) for v in column] for column in by_row
     ]
