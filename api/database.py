@@ -38,7 +38,7 @@ from projections.postgres import Projections
 
 __all__ = ["EVENTS_TABLE", "SCHEMA_TABLE", "Database", "StartupError", "migrate"]
 log = logging.getLogger("incident_ledger.database")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: the counters' snapshots table and its grants
 """Recorded in SCHEMA_TABLE with a fingerprint of every statement (ours, the library's, the
 views'), so any change of DDL reruns the migration; bump it when ours change, for the record."""
 MIGRATION_LOCK = 74201

@@ -26,6 +26,9 @@ from api.store import CHAIN_TABLE, COMMANDS_TABLE, IDEMPOTENCY_TABLE
 from projections.views import VIEW_TABLES
 
 EVENTS_TABLE = "incidentledger_events"
+SNAPSHOTS_TABLE = "incidentledger_snapshots"
+"""Counters' snapshots (domain/base.py RecordSnapshot): the API reads and adds them; nobody
+changes one (the owner may delete them: records load from their events without them)."""
 SCHEMA_TABLE = "ledger_schema"
 PASSWORD_FILE = "role-passwords.json"
 IMMUTABLE_TABLES = (EVENTS_TABLE, COMMANDS_TABLE, CHAIN_TABLE)
@@ -169,6 +172,8 @@ def schema_statements(roles: ServiceRoles, server_version: int) -> list[SQL | Co
         SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(COMMANDS_TABLE), api),
         SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(CHAIN_TABLE), api),
         SQL("GRANT SELECT ON {} TO {}").format(Identifier(CHAIN_TABLE), projector),
+        SQL("REVOKE ALL ON {} FROM {}").format(Identifier(SNAPSHOTS_TABLE), both),
+        SQL("GRANT SELECT, INSERT ON {} TO {}").format(Identifier(SNAPSHOTS_TABLE), api),
         *(
             SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                 Identifier(f"{IDEMPOTENCY_TABLE}_{t}"), idempotency

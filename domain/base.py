@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from copy import deepcopy
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum, StrEnum
 from functools import cache
@@ -154,6 +154,55 @@ def _copied(value: Any, memo: dict[int, Any]) -> Any:
     return deepcopy(value, memo)
 
 
+class RecordSnapshot(BaseModel):
+    """A record's state at one version, so that loading a long stream starts there rather than at
+    its first event (the library's snapshotting, for the records IncidentLedger names). A record
+    class that is snapshotted nests a subclass named `Snapshot` whose fields are the record's
+    attributes, typed, so they come back from JSON as they were. Not an event of the ledger: it is
+    kept apart (not chained, not projected), and a record can always be rebuilt without it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    record: ClassVar[type[Aggregate]]
+    """The record class (set when that class is defined)."""
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    created_on: datetime
+    modified_on: datetime
+
+    @classmethod
+    def take(cls, aggregate: Aggregate) -> RecordSnapshot:
+        own = {name: getattr(aggregate, name) for name in cls.own_fields()}
+        return cls(
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            timestamp=datetime.now(UTC),
+            created_on=aggregate.created_on,
+            modified_on=aggregate.modified_on,
+            **own,
+        )
+
+    def mutate(self, _aggregate: Aggregate | None) -> Aggregate:
+        aggregate = object.__new__(self.record)
+        aggregate.__dict__.update(
+            {
+                "_id": self.originator_id,
+                "_version": self.originator_version,
+                "_created_on": self.created_on,
+                "_modified_on": self.modified_on,
+                "_pending_events": [],
+                **{name: deepcopy(getattr(self, name)) for name in self.own_fields()},
+            }
+        )
+        return aggregate
+
+    @classmethod
+    def own_fields(cls) -> list[str]:
+        return [name for name in cls.model_fields if name not in RecordSnapshot.model_fields]
+
+
 class Aggregate(BaseAggregate[UUID]):
     """Aggregate base whose nested events are pydantic models."""
 
@@ -167,6 +216,9 @@ class Aggregate(BaseAggregate[UUID]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        snapshot = vars(cls).get("Snapshot")
+        if isinstance(snapshot, type) and issubclass(snapshot, RecordSnapshot):
+            snapshot.record = cls
         if "AuditTrailRecorded" not in vars(cls):
             cls.AuditTrailRecorded = type(
                 "AuditTrailRecorded",

@@ -3,6 +3,7 @@ with the command's handler, and save every event of the command in one atomic ap
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -33,11 +34,14 @@ from domain.handlers import HANDLERS
 from domain.idempotency import CommandRecorder
 from domain.mapper import JSONTranscoder, PydanticMapper
 from domain.memory import MemoryFactory
+from domain.numbering import Counter
 from domain.topics import register_moved_topics
 from domain.user import User
 
 MAX_ATTEMPTS = 8
 A = TypeVar("A", bound=Aggregate)
+SNAPSHOT_INTERVAL = 100
+log = logging.getLogger("incident_ledger.ledger")
 register_moved_topics()
 
 
@@ -53,7 +57,11 @@ class IncidentLedger(Application[UUID]):
         # on is guarded or saved, so a stale copy fails the append, is refreshed and decided
         # again. Reads for people (`get_or_none`, `find`, `authenticate`) fetch what is newer.
         "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "IS_SNAPSHOTTING_ENABLED": "y",
     }
+    snapshotting_intervals = {Counter: SNAPSHOT_INTERVAL}
+    """Records whose streams grow without end (an event per number issued): a snapshot every
+    SNAPSHOT_INTERVAL events, so loading one reads at most that many events after it."""
 
     def __init__(
         self, env: dict[str, str] | None = None, clock: Callable[[], datetime] | None = None
@@ -194,6 +202,15 @@ class IncidentLedger(Application[UUID]):
             refusal.details["position"] = position  # where its recorded events are
             raise refusal
         return outcome.model_copy(update={"position": position})
+
+    def take_snapshot(self, aggregate_id: UUID, *args: Any, **kwargs: Any) -> None:
+        """After an append, as the library's save does: a snapshot is a shortcut for later loads,
+        so once the events committed, failing to take one (a lost connection) only costs that
+        shortcut: logged, never the command's answer."""
+        try:
+            super().take_snapshot(aggregate_id, *args, **kwargs)
+        except Exception as exc:  # the events are committed: the command succeeded
+            log.warning("snapshot of %s not taken: %s", aggregate_id, exc)
 
     def _context(
         self,

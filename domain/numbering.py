@@ -8,11 +8,16 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from domain.base import Aggregate, Meta, stable_id
+from domain.base import Aggregate, Meta, RecordSnapshot, stable_id
 
 
 class Counter(Aggregate):
-    """Issues the human numbers of one kind of record."""
+    """Issues the human numbers of one kind of record. Its stream grows by an event per number
+    issued, so it is snapshotted (IncidentLedger.snapshotting_intervals)."""
+
+    class Snapshot(RecordSnapshot):
+        prefix: str
+        last: int
 
     @staticmethod
     def create_id(prefix: str, **_: Any) -> UUID:
