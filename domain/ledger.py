@@ -38,7 +38,11 @@ from domain.numbering import Counter
 from domain.topics import register_moved_topics
 from domain.user import User
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 10
+BACKOFF_FIRST = 0.001
+BACKOFF_CAP = 0.1
+"""Seconds: before the n-th attempt a command waits up to BACKOFF_FIRST x 2^n, at most the cap
+(all ten attempts within about 0.4 s at worst)."""
 A = TypeVar("A", bound=Aggregate)
 SNAPSHOT_INTERVAL = 100
 log = logging.getLogger("incident_ledger.ledger")
@@ -131,8 +135,10 @@ class IncidentLedger(Application[UUID]):
     ) -> Outcome:
         command_id = uuid4()
         for attempt in range(MAX_ATTEMPTS):
-            if attempt:  # let the command that won the race finish before deciding again
-                time.sleep(random.uniform(0, 0.002 * attempt))
+            if attempt:  # let the commands that won the race finish before deciding again:
+                # jittered and doubling, so that processes racing for one record (a counter
+                # in an alert storm, several workers) spread out instead of colliding again
+                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)))
             last = attempt == MAX_ATTEMPTS - 1
             # A refusal is given only on current records: decisions read this process's copies,
             # and a copy behind the store (changed by another worker) is refreshed, then the
