@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from copy import deepcopy
 from datetime import UTC, datetime
@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import EventStore, RecordConflictError
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from domain import idempotency
@@ -47,6 +47,16 @@ A = TypeVar("A", bound=Aggregate)
 SNAPSHOT_INTERVAL = 100
 log = logging.getLogger("incident_ledger.ledger")
 register_moved_topics()
+
+
+class CounterSnapshots(EventStore[UUID]):
+    """The snapshot store, asked only about counters (the only records snapshotted): any other
+    record loads from its events without a query for a snapshot it cannot have."""
+
+    def get(self, originator_id: UUID, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if originator_id not in Counter.ids:
+            return iter(())
+        return super().get(originator_id, *args, **kwargs)
 
 
 class IncidentLedger(Application[UUID]):
@@ -208,6 +218,10 @@ class IncidentLedger(Application[UUID]):
             refusal.details["position"] = position  # where its recorded events are
             raise refusal
         return outcome.model_copy(update={"position": position})
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        return CounterSnapshots(mapper=self.mapper, recorder=recorder)
 
     def take_snapshot(self, aggregate_id: UUID, *args: Any, **kwargs: Any) -> None:
         """After an append, as the library's save does: a snapshot is a shortcut for later loads,

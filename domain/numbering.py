@@ -3,7 +3,7 @@ as the record it numbers, so a number is never skipped or reused."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -19,9 +19,15 @@ class Counter(Aggregate):
         prefix: str
         last: int
 
+    ids: ClassVar[set[UUID]] = set()
+    """Every counter id this process has named: the only records with snapshots, so the ledger
+    looks for a snapshot of these alone (IncidentLedger.construct_snapshot_store)."""
+
     @staticmethod
     def create_id(prefix: str, **_: Any) -> UUID:
-        return stable_id("counter", prefix)
+        counter_id = stable_id("counter", prefix)
+        Counter.ids.add(counter_id)
+        return counter_id
 
     class Started(Aggregate.Created):
         prefix: str

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("incident_ledger.projections")
 SUFFIX = "__new"
 REBUILD_LOCK = "incident_ledger.rebuild"
+SHADOWS_LOCK = "incident_ledger.rebuild.shadows"
+"""Held shared by every process folding into the shadow tables, and taken exclusively to make
+them: a process left from a rebuild that died cannot write into the next rebuild's tables."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,9 @@ class Workers:
     at least `min_events` events: below that, starting a process costs more than it saves."""
 
     app_topic: str
-    env: dict[str, str]
-    conninfo: dict[str, Any]
-    processes: int
+    env: dict[str, str] = field(repr=False)  # credentials: never in a log line
+    conninfo: dict[str, Any] = field(repr=False)
+    processes: int = 1
     min_events: int = 20 * PAGE
 
 
@@ -89,7 +92,12 @@ def rebuild(
         conn.autocommit = True
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (REBUILD_LOCK,))
         try:
-            _create_shadows(conn, views)
+            # Waits for any process of an earlier rebuild still writing the shadow tables.
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (SHADOWS_LOCK,))
+            try:
+                _create_shadows(conn, views)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SHADOWS_LOCK,))
             position, events = 0, 0
             head = app.recorder.max_notification_id() or 0
             shares = _shares(views, workers.processes) if workers else []
@@ -203,8 +211,8 @@ def _fold_parallel(
         "; ".join(", ".join(view.name for view in share) for share in shares),
     )
     messages: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    children = [_Share(workers, share, stop, messages) for share in shares[1:]]
-    running = {child.name for child in children}
+    children: list[_Share] = []
+    running: set[str] = set()
 
     def relay(block: bool) -> None:
         """What the other processes said, until every one is done; raises what one met."""
@@ -229,6 +237,9 @@ def _fold_parallel(
 
     started = time.monotonic()
     try:
+        for share in shares[1:]:
+            children.append(_Share(workers, share, stop, messages))
+            running.add(children[-1].name)
         position, events = _fold(conn, app, shares[0], 0, 0, own_progress, stop)
         log.info("rebuild: %d events folded here in %.1fs", events, time.monotonic() - started)
         relay(block=True)
@@ -254,16 +265,18 @@ class _Share:
         self.messages = messages
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "projections.rebuild"],
+            # -P: the working directory is not put first on the path (a file there named like
+            # a module this imports would run, with the owner's credentials at hand)
+            [sys.executable, "-P", "-m", "projections.rebuild"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=environment,
         )
-        job = (workers, [view.name for view in views], stop)
+        job = (workers, [view.name for view in views], stop, os.getpid())
         self.reader = threading.Thread(target=self._read, args=(job,), name=f"rebuild {self.name}")
         self.reader.start()
 
-    def _read(self, job: tuple[Workers, list[str], int]) -> None:
+    def _read(self, job: tuple[Workers, list[str], int, int]) -> None:
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None
         assert stdout is not None
@@ -277,9 +290,12 @@ class _Share:
                     continue
                 self.messages.put((kind, self.name, value))
                 return
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except BaseException as exc:  # whatever it is, the rebuild must hear of it
+            self.process.kill()
             code = self.process.wait()
-            self.messages.put(("error", self.name, f"ended with exit code {code}, no answer"))
+            self.messages.put(
+                ("error", self.name, f"ended with exit code {code}, no answer ({exc!r})")
+            )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -300,15 +316,25 @@ def _main() -> int:
         pickle.dump((kind, value), answers)
         answers.flush()
 
-    def fold(workers: Workers, names: list[str], stop: int) -> None:
+    def fold(workers: Workers, names: list[str], stop: int, parent: int) -> None:
         app: Application[Any] = resolve_topic(workers.app_topic)(env=workers.env)
         try:
             views = [view for view in Projections(app).views if view.name in names]
             with psycopg.connect(**workers.conninfo, row_factory=dict_row) as conn:
                 conn.autocommit = True
-                # Progress after every page: if the rebuild is gone, this fails, and folding
-                # stops (a rebuild started next must not find this one writing its tables).
-                _fold(conn, app, views, 0, 0, lambda view, n: say("progress", (view, n)), stop)
+                conn.execute("SELECT pg_advisory_lock_shared(hashtext(%s))", (SHADOWS_LOCK,))
+
+                def report(view: str, n: int) -> None:
+                    say("progress", (view, n))  # fails once the rebuild is gone
+
+                def page_done(view: str, n: int) -> None:
+                    report(view, n)
+                    if os.getppid() != parent:  # gone, though the pipe still took the report
+                        raise BrokenPipeError("the rebuild that started this process is gone")
+
+                if os.getppid() != parent:
+                    raise BrokenPipeError("the rebuild that started this process is gone")
+                _fold(conn, app, views, 0, 0, page_done, stop)
         finally:
             app.close()
 

@@ -265,8 +265,9 @@ def _columns(group: list[Row]) -> list[list[Any]]:
             column = [v.key for v in column]
         elif kind is Increment:
             column = [v.by for v in column]
-        elif kind is Append:
-            column = [v.item for v in column]
+        elif kind is Append:  # an array's element, as `params` passes it: never JSON
+            value_columns.append(_array([v.item for v in column], json=False))
+            continue
         elif kind is Merge:
             column = [Jsonb(v.item) for v in column]
         value_columns.append(_array(column))
@@ -276,14 +277,14 @@ def _columns(group: list[Row]) -> list[list[Any]]:
     return key_arrays + value_columns
 
 
-def _array(values: list[Any]) -> list[Any]:
+def _array(values: list[Any], json: bool = True) -> list[Any]:
     """One column's values as a list psycopg dumps as one array: all of one type (or None),
-    JSON values as Jsonb."""
+    JSON values (dicts, lists) as Jsonb where `json`, as `params` adapts them."""
     kinds = set(map(type, values))
     kinds.discard(type(None))
-    if dict in kinds or list in kinds:
-        values = [Jsonb(v) if type(v) in _JSON else v for v in values]
-        kinds = {Jsonb if kind in _JSON else kind for kind in kinds}
+    if json and any(issubclass(kind, _JSON) for kind in kinds):
+        values = [Jsonb(v) if isinstance(v, _JSON) else v for v in values]
+        kinds = {Jsonb if issubclass(kind, _JSON) else kind for kind in kinds}
     if len(kinds) <= 1:
         return values
     if Jsonb in kinds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -511,7 +512,8 @@ def test_rebuild_process_stops_when_its_rebuild_is_gone(
             assert child.stderr is not None
             head = service.projections.status()[0]
             with child.stdin:
-                pickle.dump((service.rebuild_workers(), ["timeline"], head), child.stdin)
+                job = (service.rebuild_workers(), ["timeline"], head, os.getpid())
+                pickle.dump(job, child.stdin)
             child.stdout.close()  # the rebuild that started it is gone: nobody reads its answers
             child.wait(timeout=60)
             err = child.stderr.read()
@@ -523,3 +525,47 @@ def test_rebuild_process_stops_when_its_rebuild_is_gone(
     assert b"the rebuild that started it is gone" in err
     assert entries is not None
     assert entries["n"] == PAGE  # it stopped after the first page it could not report
+
+
+def test_rebuild_waits_for_a_process_of_an_earlier_rebuild_still_writing(
+    service: Service, database: Database, activity: Activity
+) -> None:
+    service.project()
+    live = snapshot(database)
+    with psycopg.connect(**database.conninfo(), autocommit=True) as leftover:
+        # as a process of a rebuild that died holds it while it folds its last page
+        leftover.execute(
+            "SELECT pg_advisory_lock_shared(hashtext(%s))", (rebuild_module.SHADOWS_LOCK,)
+        )
+        done = threading.Event()
+        rebuilding = threading.Thread(target=lambda: (service.rebuild(), done.set()))
+        rebuilding.start()
+        try:
+            assert not done.wait(1.0)  # it waits before it makes the new tables
+            assert shadow_tables(database) == []
+        finally:
+            leftover.execute(
+                "SELECT pg_advisory_unlock_shared(hashtext(%s))", (rebuild_module.SHADOWS_LOCK,)
+            )
+            rebuilding.join(timeout=60)
+    assert done.is_set()
+    assert differences(live, snapshot(database)) == {}
+
+
+def test_rebuild_process_never_imports_from_the_working_directory(
+    service: Service,
+    database: Database,
+    activity: Activity,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "queue.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    service.project()
+    live = snapshot(database)
+    monkeypatch.chdir(tmp_path)
+
+    service.rebuild(workers=in_two_processes(service))
+
+    assert not marker.exists()
+    assert differences(live, snapshot(database)) == {}

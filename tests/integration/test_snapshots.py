@@ -131,3 +131,25 @@ def test_command_succeeds_and_says_so_when_its_snapshot_cannot_be_taken(
         service.execute(open_command(manager), manager)
     (latest_now,) = snapshots.get(COUNTER, desc=True, limit=1)
     assert latest_now.originator_version == version + SNAPSHOT_INTERVAL
+
+
+def test_only_counters_are_looked_up_in_the_snapshot_store(
+    service: Service, manager: UUID, fresh: IncidentLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = service.execute(open_command(manager), manager)
+    assert fresh.snapshots is not None
+    asked: list[UUID] = []
+    select = fresh.snapshots.recorder.select_events
+
+    def counting(originator_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        asked.append(originator_id)
+        return select(originator_id, *args, **kwargs)
+
+    monkeypatch.setattr(fresh.snapshots.recorder, "select_events", counting)
+
+    incident = fresh.repository.get(opened.id)  # a cold load: its events, no snapshot query
+    counter = fresh.repository.get(COUNTER)
+
+    assert incident.version == opened.version
+    assert isinstance(counter, Counter)
+    assert asked == [COUNTER]
