@@ -3,6 +3,7 @@ with the command's handler, and save every event of the command in one atomic ap
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -39,10 +40,13 @@ from domain.topics import register_moved_topics
 from domain.user import User
 
 MAX_ATTEMPTS = 10
+RETRY_SECONDS = 3.0
+"""A command that keeps losing races is decided again at least MAX_ATTEMPTS times and for at
+least RETRY_SECONDS (several workers numbering an alert storm from one counter), then refused
+with 409 concurrency.busy."""
 BACKOFF_FIRST = 0.001
 BACKOFF_CAP = 0.1
-"""Seconds: before the n-th attempt a command waits up to BACKOFF_FIRST x 2^n, at most the cap
-(all ten attempts within about 0.4 s at worst)."""
+"""Seconds: before the n-th attempt a command waits up to BACKOFF_FIRST x 2^n, at most the cap."""
 A = TypeVar("A", bound=Aggregate)
 SNAPSHOT_INTERVAL = 100
 log = logging.getLogger("incident_ledger.ledger")
@@ -144,12 +148,15 @@ class IncidentLedger(Application[UUID]):
         api_key: UUID | None = None,
     ) -> Outcome:
         command_id = uuid4()
-        for attempt in range(MAX_ATTEMPTS):
+        deadline = time.monotonic() + RETRY_SECONDS
+        for attempt in itertools.count():
             if attempt:  # let the commands that won the race finish before deciding again:
                 # jittered and doubling, so that processes racing for one record (a counter
                 # in an alert storm, several workers) spread out instead of colliding again
-                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_FIRST * 2**attempt)))
-            last = attempt == MAX_ATTEMPTS - 1
+                time.sleep(
+                    random.uniform(0, min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(attempt, 10)))
+                )
+            last = attempt >= MAX_ATTEMPTS - 1 and time.monotonic() >= deadline
             # A refusal is given only on current records: decisions read this process's copies,
             # and a copy behind the store (changed by another worker) is refreshed, then the
             # command is decided again. (Commits need no such check: the append guards them.)
@@ -173,6 +180,8 @@ class IncidentLedger(Application[UUID]):
                 ctx.release()
             if done is not None:
                 return done
+            if last:
+                break
         raise ConcurrencyConflict(
             "concurrency.busy", "Too many concurrent changes; try again.", current_version=None
         )

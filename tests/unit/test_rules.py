@@ -4,6 +4,7 @@ that no code raised in domain/ is missing from the tests."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from domain import ledger as ledger_module
 from domain.api_key import BootstrapAdministrator, IssueApiKey, RevokeApiKey
 from domain.attachment import AddAttachment
 from domain.base import Command, Role
@@ -793,13 +795,17 @@ def test_command_on_record_that_moved_meanwhile_is_refused(interleaved: World) -
     assert heads == [w.head()]  # only the concurrent command's event was appended
 
 
-def test_command_whose_guarded_record_keeps_moving_gives_up(interleaved: World) -> None:
+@pytest.mark.parametrize("retry_seconds", [0.0, 0.4])
+def test_command_whose_guarded_record_keeps_moving_gives_up(
+    interleaved: World, retry_seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Escalate guards the incident without addressing it: each time it moves, the command is
-    decided again; after the last attempt the client is told to retry."""
+    decided again; after MAX_ATTEMPTS attempts and RETRY_SECONDS the client is told to retry."""
+    monkeypatch.setattr(ledger_module, "RETRY_SECONDS", retry_seconds)
     w = interleaved
     ledger = w.ledger
     assert isinstance(ledger, InterleavedLedger)
-    titles = iter(f"Title {n}" for n in range(100))
+    titles = iter(f"Title {n}" for n in range(100_000))
     moves: list[int] = []
 
     def retitle() -> None:
@@ -809,11 +815,16 @@ def test_command_whose_guarded_record_keeps_moving_gives_up(interleaved: World) 
 
     ledger.meanwhile = retitle
     command = Escalate(incident=w.incident, escalated_to=w.other_manager, reason="DB expertise")
+    started = time.monotonic()
     with pytest.raises(ConcurrencyConflict) as refusal:
         ledger.handle(command, w.manager)
     ledger.meanwhile = None
     assert refusal.value.code == "concurrency.busy"
-    assert len(moves) == MAX_ATTEMPTS
+    if retry_seconds:  # it kept trying past MAX_ATTEMPTS until the time was up
+        assert len(moves) > MAX_ATTEMPTS
+        assert time.monotonic() - started >= retry_seconds
+    else:
+        assert len(moves) == MAX_ATTEMPTS
     assert moves[-1] == w.head()  # only the concurrent commands' events were appended
     topics = [n.topic for n in ledger.recorder.select_notifications(1, 10_000)]
     assert not any(Escalation.__qualname__ in topic for topic in topics)
