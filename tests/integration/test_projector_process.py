@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.integration.databases import ROOT, cli_env
+from tests.integration.databases import ROOT, cli_env, stop_server
 from tests.integration.test_workers import _free_port
 
 ADMIN_KEY = "projector-process-admin-key-0123456789"
@@ -55,6 +55,10 @@ def serve(tmp_path: Path) -> Iterator[Served]:
         for pid in seen:
             with suppress(psutil.Error):
                 psutil.Process(pid).kill()
+        pgdata = tmp_path / "data" / "pgdata"
+        if (pgdata / "postmaster.pid").exists():  # serve was killed: its server lives on
+            with suppress(Exception):
+                stop_server(pgdata, mode="immediate")
 
 
 def _projectors(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
