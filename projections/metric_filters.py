@@ -26,6 +26,11 @@ DIMENSIONS: dict[str, tuple[str, str | None]] = {
 is named by its Monday, UTC), and what it needs joined (`l` the CIs, `p` the pairs)."""
 
 
+def joins_of(dims: Sequence[str]) -> set[str]:
+    """The tables ("pair", "ci") the groupings `dims` need joined to the incidents."""
+    return {join for d in dims if (join := DIMENSIONS[d][1]) is not None}
+
+
 @dataclass(frozen=True)
 class MetricFilters:
     now: datetime
@@ -57,7 +62,7 @@ class MetricFilters:
         """`SELECT {select} FROM sla_incident i`, with the CIs (`l`) and the pairs (`p`, only the
         filtered client's) joined that the groupings `dims` need (each incident then once per
         joined row)."""
-        joins = {DIMENSIONS[d][1] for d in dims} - {None}
+        joins = joins_of(dims)
         sql = f"SELECT {select} FROM sla_incident i"
         if "pair" in joins:
             only = " AND p.client_id = %(client_id)s" if self.client_id else ""

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from projections.metric_filters import DIMENSIONS, MetricFilters, keys_of
+from projections.metric_filters import MetricFilters, joins_of, keys_of
 from projections.provenance import attach
 
 DECIDED = "(%(now)s > p.breach_at OR %(now)s >= p.met_at)"
@@ -72,7 +72,7 @@ def _split(rows: list[DictRow], n: int) -> tuple[DictRow | None, dict[tuple[Any,
 def _figures_rows(
     curs: Cursor[DictRow], filters: MetricFilters, dims: Sequence[str]
 ) -> tuple[DictRow | None, dict[tuple[Any, ...], DictRow]]:
-    joins = {DIMENSIONS[d][1] for d in dims} - {None}
+    joins = joins_of(dims)
     base = f"FROM sla_incident i WHERE {filters.where('i')}"
     if not joins:
         columns, grouping = _sets(keys_of(dims, "i"))

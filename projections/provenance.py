@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from projections.metric_filters import DIMENSIONS, MetricFilters, keys_of
+from projections.metric_filters import MetricFilters, joins_of, keys_of
 from projections.sla_rules import clock_of, status
 
 FIGURES = ("mtta", "mttr", "reopen_rate", "sla_compliance")
@@ -25,7 +25,7 @@ def attach(
     for figures in (overall, *groups.values()):
         for name in FIGURES:
             figures[name]["provenance"] = []
-    joins = {DIMENSIONS[d][1] for d in dims} - {None}
+    joins = joins_of(dims)
     keys = keys_of(dims, "i")
     columns = "".join(f"{k} AS g{n}, " for n, k in enumerate(keys))
     sql = filters.incidents(dims, f"{'DISTINCT ' if joins else ''}{columns}i.*")

@@ -20,6 +20,9 @@ from api.app import create_app
 from api.database import Database, start_embedded
 from api.service import Service
 from api.settings import Settings
+from domain.base import Role
+from domain.incident import OpenIncident
+from domain.user import RegisterUser
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123"
 _counter = itertools.count(1)
@@ -190,3 +193,32 @@ def refuse(event_count: Callable[[], int]) -> Refuse:
         return body
 
     return check
+
+
+def register_user(service: Service, first: str, role: Role) -> UUID:
+    """A user registered in-process by the first administrator (no API key)."""
+    name = unique(first.lower())
+    command = RegisterUser(
+        first_name=first,
+        last_name=f"Tester {name}",
+        email=f"{name}@example.test",
+        role=role,
+        timezone="Europe/Berlin",
+    )
+    return service.execute(command, admin_id(service)).id
+
+
+def open_command(manager: UUID, **fields: Any) -> OpenIncident:
+    """An OpenIncident reported by and assigned to `manager` (any field overridden)."""
+    values: dict[str, Any] = {
+        "title": "Orders API 502",
+        "description": "gateway errors",
+        "category": "software",
+        "impact": "high",
+        "urgency": "medium",
+        "reported_by": manager,
+        "detection_time": datetime.now(UTC) - timedelta(hours=2),
+        "severity": "P3",
+        "assigned_to": manager,
+    }
+    return OpenIncident(**(values | fields))

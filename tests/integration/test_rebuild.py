@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,18 +42,17 @@ from domain.incident import (
     AcknowledgeIncident,
     AssignIncident,
     ChangeIncidentStatus,
-    OpenIncident,
     UpdateIncidentDetails,
 )
 from domain.mapper import PydanticMapper
 from domain.numbering import Counter
 from domain.severity import SeverityAssessment
-from domain.user import DeactivateUser, RegisterUser, UpdateUser
+from domain.user import DeactivateUser, UpdateUser
 from domain.work_note import AddWorkNote, NoteType, UpdateWorkNote
 from projections import rebuild as rebuild_module
 from projections.rebuild import RebuildFailed, Workers
 from projections.views import PAGE, LedgerView
-from tests.conftest import Actor, admin_id
+from tests.conftest import Actor, admin_id, open_command, register_user
 
 # Every table of every view, with the columns that order its rows.
 VIEW_TABLES: dict[str, tuple[str, ...]] = {
@@ -108,39 +107,12 @@ def run(service: Service, command: Command, actor: UUID | None) -> UUID:
     return service.execute(command, actor or admin_id(service)).id
 
 
-def register(service: Service, first: str, role: Role) -> UUID:
-    n = next(_serial)
-    command = RegisterUser(
-        first_name=first,
-        last_name=f"Rebuild{n}",
-        email=f"{first.lower()}{n}@rebuild.test",
-        role=role,
-        timezone="Europe/Berlin",
-    )
-    return run(service, command, None)
-
-
-def open_command(manager: UUID, **fields: Any) -> OpenIncident:
-    values: dict[str, Any] = {
-        "title": "Orders API 502",
-        "description": "gateway errors",
-        "category": "software",
-        "impact": "high",
-        "urgency": "medium",
-        "reported_by": manager,
-        "detection_time": datetime.now(UTC) - timedelta(hours=2),
-        "severity": "P3",
-        "assigned_to": manager,
-    }
-    return OpenIncident(**(values | fields))
-
-
 @pytest.fixture(scope="module")
 def activity(service: Service) -> Activity:
     """Incidents through several statuses, notes, escalations, CIs and clients, user changes."""
-    manager = register(service, "Rhea", Role.INCIDENT_MANAGER)
-    support = register(service, "Sam", Role.TECHNICAL_SUPPORT)
-    leaver = register(service, "Lee", Role.ANALYST)
+    manager = register_user(service, "Rhea", Role.INCIDENT_MANAGER)
+    support = register_user(service, "Sam", Role.TECHNICAL_SUPPORT)
+    leaver = register_user(service, "Lee", Role.ANALYST)
     client = run(
         service,
         RegisterClient(
@@ -268,7 +240,7 @@ def live_after_rename(
     service: Service, database: Database, activity: Activity, event_count: Callable[[], int]
 ) -> Snapshot:
     """A user acts, is renamed, acts again, each event projected live; the views afterwards."""
-    user = register(service, "Nora", Role.INCIDENT_MANAGER)
+    user = register_user(service, "Nora", Role.INCIDENT_MANAGER)
     incident = run(service, open_command(user, title="Renamed actor"), user)
     if event_count() % PAGE == 0:
         # The rename would open a rebuild page; one more act keeps it in the same page as
@@ -413,6 +385,13 @@ def rebuild_processes() -> list[psutil.Process]:
     return [p for p in children if "projections.rebuild" in " ".join(p.cmdline())]
 
 
+def assert_live_views_kept(database: Database, live: Snapshot) -> None:
+    """The views are as they were, and the rebuild left no new table and no process behind."""
+    assert differences(live, snapshot(database)) == {}
+    assert shadow_tables(database) == []
+    assert rebuild_processes() == []
+
+
 def test_rebuild_in_two_processes_reproduces_views(
     service: Service,
     database: Database,
@@ -467,9 +446,7 @@ def test_rebuild_stops_and_keeps_live_views_when_other_process_cannot_read_an_ev
     assert failure.topic.endswith("WorkNote.Added")
     assert "cannot read the poisoned note" in failure.reason
     assert failure.view != "timeline"  # a view of the other process's share
-    assert differences(live, snapshot(database)) == {}
-    assert shadow_tables(database) == []
-    assert rebuild_processes() == []
+    assert_live_views_kept(database, live)
 
 
 def test_rebuild_says_why_when_other_process_cannot_start(
@@ -481,9 +458,7 @@ def test_rebuild_says_why_when_other_process_cannot_start(
     with pytest.raises(RuntimeError, match=r"rebuild process .* failed: .*no_such_module"):
         service.rebuild(workers=in_two_processes(service, app_topic="no_such_module:Ledger"))
 
-    assert differences(live, snapshot(database)) == {}
-    assert shadow_tables(database) == []
-    assert rebuild_processes() == []
+    assert_live_views_kept(database, live)
 
 
 def test_rebuild_process_stops_when_its_rebuild_is_gone(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 from uuid import UUID
@@ -17,11 +16,9 @@ import pytest
 
 from api.service import Service
 from domain.base import Role
-from domain.incident import OpenIncident
 from domain.ledger import SNAPSHOT_INTERVAL, IncidentLedger
 from domain.numbering import Counter
-from domain.user import RegisterUser
-from tests.conftest import admin_id
+from tests.conftest import open_command, register_user
 
 COUNTER = Counter.create_id(prefix="INC")
 _serial = count(1)
@@ -29,29 +26,7 @@ _serial = count(1)
 
 @pytest.fixture(scope="module")
 def manager(service: Service) -> UUID:
-    n = next(_serial)
-    command = RegisterUser(
-        first_name="Snap",
-        last_name=f"Shot{n}",
-        email=f"snap.shot.{n}@snapshots.test",
-        role=Role.INCIDENT_MANAGER,
-        timezone="UTC",
-    )
-    return service.execute(command, admin_id(service)).id
-
-
-def open_command(manager: UUID) -> OpenIncident:
-    return OpenIncident(
-        title="Queue backlog",
-        description="consumers stalled",
-        category="software",
-        impact="medium",
-        urgency="medium",
-        severity="P3",
-        reported_by=manager,
-        assigned_to=manager,
-        detection_time=datetime.now(UTC) - timedelta(minutes=30),
-    )
+    return register_user(service, "Snap", Role.INCIDENT_MANAGER)
 
 
 def counter_version(service: Service) -> int:
